@@ -1,0 +1,355 @@
+/*
+ * actors.c - the directory of sessions, request routing, and the lobby actor
+ * that creates sessions.
+ *
+ * The directory maps a join code, a poll id, a token hash and a session id to
+ * the session that owns it. Network threads read it on every request under
+ * the read lock; it is written, under the write lock, when a session is
+ * created or loaded, a poll is created, or a participant joins (so that a
+ * token of another session is told apart from an unknown one: 403, not 401).
+ * Sessions are never removed while the actors run, so a session pointer read
+ * under the lock stays valid after it is released.
+ *
+ * A session is created by the lobby actor: the new code and presenter token
+ * are committed first, and only then does the session get its actor and its
+ * directory entries, so nothing routes to a session the database lacks.
+ */
+#include "actors/actors.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "actors/joincode.h"
+#include "actors/qr.h"
+#include "actors/session.h"
+#include "actors/token.h"
+#include "core/actor.h"
+#include "core/base.h"
+#include "core/hmap.h"
+#include "core/log.h"
+
+#define ACTORS_SESSIONS_DEFAULT 10000
+#define ACTORS_QR_HOST_DEFAULT "127.0.0.1:8080"
+
+/* A session being created: the request and the codes tried so far. */
+struct lobby_job {
+    struct api_req *req;
+    unsigned attempts;
+};
+
+static void lobby_on_msg(struct actor *a, void *ctx, const struct mbox_msg *msg);
+
+struct actors *actors_create(const struct actors_config *cfg)
+{
+    struct actors *as = xcalloc(1, sizeof(*as));
+
+    TALLY_ASSERT(cfg != NULL && cfg->rt != NULL);
+    as->rt = cfg->rt;
+    as->store = cfg->store;
+    as->sessions_max = cfg->sessions_max ? cfg->sessions_max : ACTORS_SESSIONS_DEFAULT;
+    if (pthread_rwlock_init(&as->lock, NULL) != 0)
+        goto err_free;
+    as->by_code = hmap_create(1024);
+    as->by_poll = hmap_create(1024);
+    as->by_token = hmap_create(1024);
+    as->by_id = hmap_create(1024);
+    atomic_init(&as->reserved, 0);
+    atomic_init(&as->participants, 0);
+    as->lobby = actor_create(as->rt, LOBBY_MBOX_SLOTS, lobby_on_msg, as);
+    if (as->lobby == NULL)
+        goto err_destroy_maps;
+    return as;
+
+err_destroy_maps:
+    hmap_destroy(as->by_code);
+    hmap_destroy(as->by_poll);
+    hmap_destroy(as->by_token);
+    hmap_destroy(as->by_id);
+    pthread_rwlock_destroy(&as->lock);
+err_free:
+    free(as);
+    return NULL;
+}
+
+void actors_destroy(struct actors *as)
+{
+    if (as == NULL)
+        return;
+    for (uint32_t i = 0; i < as->n_sessions; i++)
+        session__free(as->sessions[i]);
+    free(as->sessions);
+    hmap_destroy(as->by_code);
+    hmap_destroy(as->by_poll);
+    hmap_destroy(as->by_token);
+    hmap_destroy(as->by_id);
+    pthread_rwlock_destroy(&as->lock);
+    free(as);
+}
+
+uint64_t actors_participants(const struct actors *as)
+{
+    return atomic_load_explicit(&as->participants, memory_order_relaxed);
+}
+
+/* ---- the directory ---- */
+
+static struct session *actors_get(struct actors *as, struct hmap *h, uint64_t key)
+{
+    struct session *s;
+
+    if (key == 0)
+        return NULL;
+    pthread_rwlock_rdlock(&as->lock);
+    s = hmap_get(h, key);
+    pthread_rwlock_unlock(&as->lock);
+    return s;
+}
+
+struct session *actors__session_of_token(struct actors *as, const uint8_t hash[TOKEN_HASH_BYTES])
+{
+    /* The key is 64 bits of the hash: two tokens sharing them could only
+     * turn a 401 into a 403 or back, never let anyone in (the session
+     * compares the whole hash). */
+    return actors_get(as, as->by_token, token_hash_key(hash));
+}
+
+void actors__add_token(struct actors *as, struct session *s,
+                       const uint8_t hash[TOKEN_HASH_BYTES])
+{
+    pthread_rwlock_wrlock(&as->lock);
+    hmap_put(as->by_token, token_hash_key(hash), s);
+    pthread_rwlock_unlock(&as->lock);
+}
+
+void actors__add_poll(struct actors *as, struct session *s, int64_t poll_id)
+{
+    TALLY_ASSERT(poll_id > 0);
+    pthread_rwlock_wrlock(&as->lock);
+    hmap_put(as->by_poll, (uint64_t)poll_id, s);
+    pthread_rwlock_unlock(&as->lock);
+}
+
+int actors__add_session(struct actors *as, struct session *s)
+{
+    uint64_t code_key = joincode_key(s->code);
+
+    TALLY_ASSERT(code_key != 0);
+    TALLY_ASSERT(s->actor == NULL);
+    s->actor = actor_create(as->rt, SESSION_MBOX_SLOTS, session__on_msg, s);
+    if (s->actor == NULL)
+        return -ENOSPC;
+    pthread_rwlock_wrlock(&as->lock);
+    if (as->n_sessions == as->cap_sessions) {
+        as->cap_sessions = as->cap_sessions ? as->cap_sessions * 2 : 64;
+        as->sessions = xrealloc(as->sessions, as->cap_sessions * sizeof(*as->sessions));
+    }
+    as->sessions[as->n_sessions++] = s;
+    hmap_put(as->by_code, code_key, s);
+    hmap_put(as->by_id, (uint64_t)s->id, s);
+    hmap_put(as->by_token, token_hash_key(s->presenter_hash), s);
+    pthread_rwlock_unlock(&as->lock);
+    return 0;
+}
+
+/* ---- routing ---- */
+
+/* A Host header fit for a link: letters, digits, and . - : [ ] only. */
+static bool actors_host_ok(const char *h)
+{
+    if (h[0] == '\0')
+        return false;
+    for (; *h; h++) {
+        char c = *h;
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                  c == '.' || c == '-' || c == ':' || c == '[' || c == ']';
+
+        if (!ok)
+            return false;
+    }
+    return true;
+}
+
+/* The QR code of the join link needs no session state: served on the caller's thread. */
+static void actors_qr(struct actors *as, struct api_req *req)
+{
+    char link[API_HOST_MAX + API_CODE_LEN + 16];
+    const char *host = actors_host_ok(req->host) ? req->host : ACTORS_QR_HOST_DEFAULT;
+    char *svg = NULL;
+    size_t len = 0;
+
+    if (actors_get(as, as->by_code, joincode_key(req->code)) == NULL) {
+        api_reply_error(req, 404, "not_found", "no session with this code");
+        return;
+    }
+    snprintf(link, sizeof(link), "http://%s/j/%s", host, req->code);
+    if (qr_svg(link, &svg, &len) < 0) {
+        api_reply_error(req, 500, "internal", "the QR code could not be made");
+        return;
+    }
+    api_reply_raw(req, 200, "image/svg+xml", svg, len);
+}
+
+static bool actors_is_poll_route(enum api_op op)
+{
+    return op == API_POLL_OPEN || op == API_POLL_CLOSE || op == API_VOTE || op == API_RESULTS;
+}
+
+void actors_submit(struct actors *as, struct api_req *req)
+{
+    struct mbox_msg m = {.type = MSG_REQ, .ptr = req};
+    struct session *s;
+    char code[API_CODE_LEN + 1];
+
+    TALLY_ASSERT(req != NULL && req->on_reply != NULL);
+    TALLY_ASSERT(req->op < API_OP_COUNT);
+    if (req->op == API_SESSION_CREATE) {
+        if (!actor_post(as->lobby, &m))
+            session__reply_503(req, "busy", "too many sessions being created; try again");
+        return;
+    }
+    if (actors_is_poll_route(req->op)) {
+        s = req->poll_id > 0 ? actors_get(as, as->by_poll, (uint64_t)req->poll_id) : NULL;
+        if (s == NULL) {
+            api_reply_error(req, 404, "not_found", "no poll %lld", (long long)req->poll_id);
+            return;
+        }
+    } else {
+        /* Codes match case-insensitively whatever the caller did to them. */
+        if (!joincode_normalize(req->code, code)) {
+            api_reply_error(req, 404, "not_found", "no session with this code");
+            return;
+        }
+        memcpy(req->code, code, sizeof(code));
+        if (req->op == API_QR_SVG) {
+            actors_qr(as, req);
+            return;
+        }
+        s = actors_get(as, as->by_code, joincode_key(req->code));
+        if (s == NULL) {
+            api_reply_error(req, 404, "not_found", "no session with this code");
+            return;
+        }
+    }
+    if (!actor_post(s->actor, &m))
+        session__reply_503(req, "busy", "this session is busy; try again");
+}
+
+/* ---- the lobby: session creation ---- */
+
+static void lobby_fail(struct actors *as, struct lobby_job *job, struct store_op *op, int status,
+                       const char *code, const char *msg)
+{
+    struct api_req *req = job->req;
+
+    atomic_fetch_sub(&as->reserved, 1);
+    if (op != NULL)
+        store_op_free(op);
+    free(job);
+    token_wipe(req->token, sizeof(req->token));
+    if (status == 503)
+        session__reply_503(req, code, msg);
+    else
+        api_reply_error(req, status, code, "%s", msg);
+}
+
+/* Picks a code no live session has and submits the op. */
+static void lobby_try(struct actors *as, struct lobby_job *job, struct store_op *op)
+{
+    while (job->attempts < SESSION_CODE_ATTEMPTS) {
+        job->attempts++;
+        if (joincode_generate(op->code) < 0) {
+            lobby_fail(as, job, op, 500, "internal", "no join code could be made");
+            return;
+        }
+        if (actors_get(as, as->by_code, joincode_key(op->code)) != NULL)
+            continue;
+        op->status = STORE_OK;
+        if (!store_submit(as->store, op))
+            lobby_fail(as, job, op, 503, "storage_unavailable", "storage is unavailable; try again");
+        return;
+    }
+    log_warn("no free join code after %d attempts", SESSION_CODE_ATTEMPTS);
+    lobby_fail(as, job, op, 503, "busy", "no free join code; try again");
+}
+
+static void lobby_create(struct actors *as, struct api_req *req)
+{
+    char token[TOKEN_LEN + 1];
+    uint8_t hash[TOKEN_HASH_BYTES];
+    struct lobby_job *job;
+    struct store_op *op;
+
+    if (req->text != NULL && strlen(req->text) > API_TITLE_MAX) {
+        api_reply_error(req, 400, "invalid_request", "title: at most %d bytes", API_TITLE_MAX);
+        return;
+    }
+    if (atomic_fetch_add(&as->reserved, 1) >= as->sessions_max) {
+        atomic_fetch_sub(&as->reserved, 1);
+        session__reply_503(req, "busy", "this instance holds its maximum number of sessions");
+        return;
+    }
+    job = xcalloc(1, sizeof(*job));
+    job->req = req;
+    if (token_generate(token) < 0) {
+        lobby_fail(as, job, NULL, 500, "internal", "no token could be made");
+        return;
+    }
+    op = session__op_new(STORE_SESSION_CREATE, as->lobby, (uintptr_t)job);
+    op->text = req->text ? req->text : xstrdup("");
+    req->text = NULL;
+    token_hash(token, TOKEN_LEN, hash);
+    token_hash_hex(hash, op->token_hash);
+    /* The plaintext waits in the request for the reply, then is wiped. */
+    memcpy(req->token, token, sizeof(token));
+    token_wipe(token, sizeof(token));
+    lobby_try(as, job, op);
+}
+
+static void lobby_done(struct actors *as, struct store_op *op)
+{
+    struct lobby_job *job = (struct lobby_job *)(uintptr_t)op->tag;
+    struct api_req *req = job->req;
+    int64_t id = op->id > 0 ? op->id : op->session_id;
+    uint8_t hash[TOKEN_HASH_BYTES];
+    struct session *s;
+    json_t *j;
+
+    if (op->status == STORE_CONFLICT) { /* the code is taken in the database */
+        lobby_try(as, job, op);
+        return;
+    }
+    if (op->status != STORE_OK || id <= 0 || !token_hash_parse(op->token_hash, hash)) {
+        lobby_fail(as, job, op, 503, "storage_unavailable", "storage is unavailable; try again");
+        return;
+    }
+    s = session__new(as, id, op->code, op->text, op->created_at, hash);
+    if (actors__add_session(as, s) < 0) {
+        log_error("session %lld is stored but no actor is free for it", (long long)id);
+        session__free(s);
+        lobby_fail(as, job, op, 503, "busy", "no room for another session; try again");
+        return;
+    }
+    j = json_object();
+    json_object_set_new(j, "session", session__json(s));
+    json_object_set_new(j, "presenter_token", json_string(req->token));
+    token_wipe(req->token, sizeof(req->token));
+    store_op_free(op);
+    free(job);
+    api_reply_json(req, 201, j);
+}
+
+static void lobby_on_msg(struct actor *a, void *ctx, const struct mbox_msg *msg)
+{
+    struct actors *as = ctx;
+
+    TALLY_ASSERT(as->lobby == a);
+    if (msg->type == MSG_REQ) {
+        lobby_create(as, msg->ptr);
+        return;
+    }
+    TALLY_ASSERT(msg->type == MSG_STORE_DONE);
+    lobby_done(as, msg->ptr);
+}

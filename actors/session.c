@@ -1,0 +1,382 @@
+/*
+ * session.c - one session actor: message dispatch, authorisation, and the
+ * routes that need no structural change (state, results, export, join).
+ *
+ * Everything here runs on the session's actor thread, except
+ * session__on_store_done, which runs on a store writer thread and only posts.
+ */
+#include "actors/session.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "core/actor.h"
+#include "core/base.h"
+#include "core/hmap.h"
+#include "core/log.h"
+
+enum role { ROLE_NONE, ROLE_PRESENTER, ROLE_PARTICIPANT };
+
+static_assert(sizeof(((struct api_req *)0)->token) >= TOKEN_LEN + 1,
+              "a new token travels in req->token until its reply");
+
+struct session *session__new(struct actors *as, int64_t id, const char *code, const char *title,
+                             const char *created_at, const uint8_t presenter_hash[])
+{
+    struct session *s = xcalloc(1, sizeof(*s));
+
+    TALLY_ASSERT(strlen(code) == API_CODE_LEN);
+    TALLY_ASSERT(id > 0);
+    s->as = as;
+    s->id = id;
+    memcpy(s->code, code, API_CODE_LEN + 1);
+    s->title = xstrdup(title ? title : "");
+    snprintf(s->created_at, sizeof(s->created_at), "%s", created_at ? created_at : "");
+    memcpy(s->presenter_hash, presenter_hash, TOKEN_HASH_BYTES);
+    s->poll_by_id = hmap_create(16);
+    s->part_by_token = hmap_create(64);
+    s->vote_by_key = hmap_create(64);
+    s->vote_by_pp = hmap_create(64);
+    s->flight_by_key = hmap_create(64);
+    s->flight_by_pp = hmap_create(64);
+    return s;
+}
+
+void session__free(struct session *s)
+{
+    if (s == NULL)
+        return;
+    session__vote_free_flights(s);
+    for (uint32_t i = 0; i < s->queue_len; i++)
+        api_req_free(s->queue[(s->queue_head + i) % SESSION_QUEUE_MAX]);
+    for (uint32_t i = 0; i < s->n_polls; i++) {
+        struct poll *p = s->polls[i];
+
+        free(p->question);
+        for (uint32_t o = 0; o < p->n_options; o++)
+            free(p->options[o]);
+        free(p);
+    }
+    free(s->polls);
+    free(s->parts);
+    free(s->votes);
+    buf_free(&s->strs);
+    hmap_destroy(s->poll_by_id);
+    hmap_destroy(s->part_by_token);
+    hmap_destroy(s->vote_by_key);
+    hmap_destroy(s->vote_by_pp);
+    hmap_destroy(s->flight_by_key);
+    hmap_destroy(s->flight_by_pp);
+    free(s->title);
+    free(s);
+}
+
+struct store_op *session__op_new(enum store_op_kind kind, struct actor *owner, uint64_t tag)
+{
+    struct store_op *op = xcalloc(1, sizeof(*op));
+
+    TALLY_ASSERT(owner != NULL);
+    op->kind = kind;
+    op->on_done = session__on_store_done;
+    op->owner = owner;
+    op->tag = tag;
+    return op;
+}
+
+void session__on_store_done(struct store_op *op)
+{
+    struct mbox_msg m = {.type = MSG_STORE_DONE, .ptr = op};
+    struct actor *owner = op->owner;
+
+    TALLY_ASSERT(owner != NULL);
+    /*
+     * A completion is never dropped: it may be a committed vote, and the
+     * actor must count it and answer the client, or memory would disagree
+     * with the database for good. A full mailbox only means the actor is
+     * behind; it never waits on the store, so it drains and this retry ends.
+     * Blocking this writer for that long also slows new submissions, which
+     * is the backpressure we want.
+     */
+    while (!actor_post(owner, &m))
+        usleep(STORE_POST_RETRY_US);
+}
+
+void session__reply_503(struct api_req *req, const char *code, const char *msg)
+{
+    req->retry_after_s = 1;
+    api_reply_error(req, 503, code, "%s", msg);
+}
+
+static void session_grow_parts(struct session *s)
+{
+    uint32_t cap;
+
+    if (s->n_parts < s->cap_parts)
+        return;
+    cap = s->cap_parts ? s->cap_parts * 2 : 64;
+    s->parts = xrealloc(s->parts, (size_t)cap * sizeof(*s->parts));
+    s->cap_parts = cap;
+}
+
+/* The participant holding hash, or NULL. */
+static struct participant *session_find_participant(const struct session *s,
+                                                    const uint8_t hash[TOKEN_HASH_BYTES],
+                                                    uint64_t *free_key)
+{
+    uint64_t k = token_hash_key(hash);
+
+    for (unsigned i = 0; i < PROBE_MAX; i++, k = probe__next(k)) {
+        uintptr_t v = (uintptr_t)hmap_get(s->part_by_token, k);
+        struct participant *p;
+
+        if (v == 0) {
+            if (free_key)
+                *free_key = k;
+            return NULL;
+        }
+        TALLY_ASSERT(v <= s->n_parts);
+        p = &s->parts[v - 1];
+        if (memcmp(p->token_hash, hash, TOKEN_HASH_BYTES) == 0)
+            return p;
+    }
+    /* 64 random 64-bit keys all taken by other tokens: the map is corrupt. */
+    TALLY_ASSERT(!"participant probe chain too long");
+    return NULL;
+}
+
+struct participant *session__add_participant(struct session *s, int64_t id,
+                                             const uint8_t hash[TOKEN_HASH_BYTES])
+{
+    struct participant *p;
+    uint64_t k = 0;
+
+    TALLY_ASSERT(id > 0);
+    p = session_find_participant(s, hash, &k);
+    if (p != NULL) /* the same token twice: keep the first */
+        return p;
+    session_grow_parts(s);
+    p = &s->parts[s->n_parts++];
+    memset(p, 0, sizeof(*p));
+    p->id = id;
+    memcpy(p->token_hash, hash, TOKEN_HASH_BYTES);
+    hmap_put(s->part_by_token, k, (void *)(uintptr_t)s->n_parts);
+    return p;
+}
+
+/*
+ * Decides who sent req. Replies 401 or 403 itself and returns ROLE_NONE when
+ * the token does not belong to this session.
+ */
+static enum role session_auth(struct session *s, struct api_req *req, struct participant **out)
+{
+    uint8_t hash[TOKEN_HASH_BYTES];
+    size_t len = strnlen(req->token, sizeof(req->token));
+    struct participant *p;
+    struct session *other;
+
+    *out = NULL;
+    if (len == 0) {
+        api_reply_error(req, 401, "unauthorized", "a token is required");
+        return ROLE_NONE;
+    }
+    token_hash(req->token, len, hash);
+    if (memcmp(hash, s->presenter_hash, TOKEN_HASH_BYTES) == 0)
+        return ROLE_PRESENTER;
+    p = session_find_participant(s, hash, NULL);
+    if (p != NULL) {
+        *out = p;
+        return ROLE_PARTICIPANT;
+    }
+    other = actors__session_of_token(s->as, hash);
+    if (other != NULL && other != s) {
+        api_reply_error(req, 403, "forbidden", "this token belongs to another session");
+        return ROLE_NONE;
+    }
+    api_reply_error(req, 401, "unauthorized", "unknown token");
+    return ROLE_NONE;
+}
+
+static void session_get(struct session *s, struct api_req *req)
+{
+    json_t *polls = json_array();
+    json_t *j;
+
+    for (uint32_t i = 0; i < s->n_polls; i++)
+        json_array_append_new(polls, session__poll_json(s->polls[i]));
+    j = json_object();
+    json_object_set_new(j, "session", session__json(s));
+    json_object_set_new(j, "polls", polls);
+    json_object_set_new(j, "seq", json_integer(s->seq));
+    json_object_set_new(j, "participants", json_integer(s->n_parts));
+    api_reply_json(req, 200, j);
+}
+
+static void session_results(struct session *s, struct api_req *req)
+{
+    struct poll *p = session__poll(s, req->poll_id);
+    json_t *counts;
+    json_t *j;
+
+    if (p == NULL) {
+        api_reply_error(req, 404, "not_found", "no poll %lld", (long long)req->poll_id);
+        return;
+    }
+    counts = json_array();
+    for (uint32_t i = 0; i < p->n_options; i++)
+        json_array_append_new(counts, json_integer((json_int_t)p->counts[i]));
+    j = json_object();
+    json_object_set_new(j, "poll_id", json_integer(p->id));
+    json_object_set_new(j, "counts", counts);
+    json_object_set_new(j, "total", json_integer((json_int_t)p->total));
+    json_object_set_new(j, "version", json_integer((json_int_t)p->version));
+    api_reply_json(req, 200, j);
+}
+
+static void session_export(struct session *s, struct api_req *req)
+{
+    size_t len = 0;
+    char *csv = session__csv(s, &len);
+
+    api_reply_raw(req, 200, "text/csv; charset=utf-8", csv, len);
+}
+
+static void session_join(struct session *s, struct api_req *req)
+{
+    char token[TOKEN_LEN + 1];
+    uint8_t hash[TOKEN_HASH_BYTES];
+    struct store_op *op;
+
+    if (s->closed) {
+        api_reply_error(req, 409, "session_closed", "session %s is closed", s->code);
+        return;
+    }
+    if (s->n_parts + s->joins_inflight >= SESSION_PARTICIPANTS_MAX) {
+        api_reply_error(req, 409, "limit_reached", "a session holds at most %u participants",
+                        SESSION_PARTICIPANTS_MAX);
+        return;
+    }
+    if (token_generate(token) < 0) {
+        log_error("session %s: no randomness for a participant token", s->code);
+        api_reply_error(req, 500, "internal", "no token could be made");
+        return;
+    }
+    op = session__op_new(STORE_PARTICIPANT_CREATE, s->actor, (uintptr_t)req);
+    op->session_id = s->id;
+    op->text = req->text;
+    req->text = NULL;
+    token_hash(token, TOKEN_LEN, hash);
+    token_hash_hex(hash, op->token_hash);
+    /* The plaintext waits in the request for the reply, then is wiped. */
+    memcpy(req->token, token, sizeof(token));
+    token_wipe(token, sizeof(token));
+    if (!store_submit(s->as->store, op)) {
+        store_op_free(op);
+        token_wipe(req->token, sizeof(req->token));
+        session__reply_503(req, "storage_unavailable", "storage is unavailable; try again");
+        return;
+    }
+    s->joins_inflight++;
+}
+
+static void session_join_done(struct session *s, struct store_op *op)
+{
+    struct api_req *req = (struct api_req *)(uintptr_t)op->tag;
+    uint8_t hash[TOKEN_HASH_BYTES];
+    json_t *j;
+
+    TALLY_ASSERT(s->joins_inflight > 0);
+    s->joins_inflight--;
+    if (op->status != STORE_OK || op->id <= 0 || !token_hash_parse(op->token_hash, hash)) {
+        store_op_free(op);
+        token_wipe(req->token, sizeof(req->token));
+        session__reply_503(req, "storage_unavailable", "storage is unavailable; try again");
+        return;
+    }
+    session__add_participant(s, op->id, hash);
+    actors__add_token(s->as, s, hash);
+    atomic_fetch_add_explicit(&s->as->participants, 1, memory_order_relaxed);
+    j = json_object();
+    json_object_set_new(j, "participant_id", json_integer(op->id));
+    json_object_set_new(j, "participant_token", json_string(req->token));
+    token_wipe(req->token, sizeof(req->token));
+    store_op_free(op);
+    api_reply_json(req, 201, j);
+}
+
+static void session_on_req(struct session *s, struct api_req *req)
+{
+    struct participant *p = NULL;
+    enum role role;
+
+    if (req->op == API_JOIN) {
+        session_join(s, req);
+        return;
+    }
+    role = session_auth(s, req, &p);
+    if (role == ROLE_NONE)
+        return;
+    switch (req->op) {
+    case API_SESSION_GET:
+        session_get(s, req);
+        return;
+    case API_RESULTS:
+        session_results(s, req);
+        return;
+    case API_VOTE:
+        if (role != ROLE_PARTICIPANT) {
+            api_reply_error(req, 403, "forbidden", "only participants vote");
+            return;
+        }
+        session__vote(s, p, req);
+        return;
+    case API_POLL_CREATE:
+    case API_POLL_OPEN:
+    case API_POLL_CLOSE:
+    case API_SESSION_CLOSE:
+    case API_EXPORT_CSV:
+        if (role != ROLE_PRESENTER) {
+            api_reply_error(req, 403, "forbidden", "only the presenter may do this");
+            return;
+        }
+        if (req->op == API_EXPORT_CSV)
+            session_export(s, req);
+        else
+            session__struct_submit(s, req);
+        return;
+    default:
+        TALLY_ASSERT(!"request routed to a session actor by mistake");
+    }
+}
+
+void session__on_msg(struct actor *a, void *ctx, const struct mbox_msg *msg)
+{
+    struct session *s = ctx;
+    struct store_op *op;
+
+    TALLY_ASSERT(s->actor == a);
+    if (msg->type == MSG_REQ) {
+        session_on_req(s, msg->ptr);
+        return;
+    }
+    TALLY_ASSERT(msg->type == MSG_STORE_DONE);
+    op = msg->ptr;
+    switch (op->kind) {
+    case STORE_PARTICIPANT_CREATE:
+        session_join_done(s, op);
+        return;
+    case STORE_VOTE:
+        session__vote_done(s, op);
+        return;
+    case STORE_POLL_CREATE:
+    case STORE_POLL_OPEN:
+    case STORE_POLL_CLOSE:
+    case STORE_SESSION_CLOSE:
+        session__struct_done(s, op);
+        return;
+    default:
+        TALLY_ASSERT(!"unexpected store completion in a session");
+    }
+}

@@ -1,0 +1,288 @@
+/*
+ * session.h - the inside of the actors module: the directory, one session
+ * actor's state, and the functions the files of actors/ share. Private to
+ * actors/.
+ *
+ * Threading:
+ *  - struct actors (the directory) is read by network threads and written by
+ *    session actors (new polls, new participants) and the lobby actor (new
+ *    sessions), always under its rwlock.
+ *  - struct session and everything it points to is touched only on its
+ *    actor's thread (or by actors_load before any message is posted). No locks.
+ *  - Store completions arrive on writer threads and are only posted back, as
+ *    MSG_STORE_DONE, to the actor that submitted them.
+ *
+ * Invariants of one session:
+ *  - poll->version == poll->total == number of committed votes of the poll.
+ *  - A participant has at most one vote, committed or in flight, per poll, and
+ *    an idempotency key names at most one of them.
+ *  - At most one structural store operation (poll create/open/close, session
+ *    close) is in flight: s->cur is the request it serves.
+ */
+#ifndef TALLY_ACTORS_SESSION_H
+#define TALLY_ACTORS_SESSION_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "actors/actors.h"
+#include "actors/api.h"
+#include "actors/token.h"
+#include "core/buf.h"
+#include "core/hmap.h"
+#include "core/mbox.h"
+#include "store/store.h"
+
+#define SESSION_MBOX_SLOTS 4096      /* requests and completions waiting for one session */
+#define SESSION_QUEUE_MAX 64         /* structural requests waiting behind the one in flight */
+/* Tests build the actors with small limits to reach them. */
+#ifndef SESSION_PARTICIPANTS_MAX
+#define SESSION_PARTICIPANTS_MAX 1000000u
+#endif
+#ifndef SESSION_POLLS_MAX
+#define SESSION_POLLS_MAX 1000u
+#endif
+#define SESSION_CODE_ATTEMPTS 8      /* new codes tried when one is taken */
+#define LOBBY_MBOX_SLOTS 1024        /* session creations waiting */
+#define VOTE_WAITERS_MAX 8           /* same-key retries parked on one vote in flight */
+#define VOTE_RATE_PER_S 10           /* votes per second per participant ... */
+#define VOTE_RATE_BURST 10           /* ... with this burst */
+#define PROBE_MAX 64                 /* probes before a keyed map is declared broken */
+#define STORE_POST_RETRY_US 100      /* wait before re-posting a completion to a full mailbox */
+
+/* Message types of the session and lobby actors. */
+enum session_msg_type {
+    MSG_REQ = 1,        /* ptr: struct api_req * from actors_submit */
+    MSG_STORE_DONE = 2, /* ptr: struct store_op * back from a writer thread */
+};
+
+enum poll_state { POLL_DRAFT = 0, POLL_OPEN = 1, POLL_CLOSED = 2 };
+
+struct poll {
+    int64_t id;
+    char *question;
+    enum poll_kind kind;
+    char *options[API_OPTIONS_MAX];
+    uint32_t n_options;
+    uint32_t max_choices;
+    enum poll_state state;
+    bool closing;            /* close requested: no new votes, waiting for those in flight */
+    uint32_t votes_inflight; /* votes submitted to the store and not completed */
+    uint64_t counts[API_OPTIONS_MAX];
+    uint64_t total;   /* participants who voted */
+    uint64_t version; /* committed votes; only grows */
+};
+
+struct participant {
+    int64_t id;
+    uint8_t token_hash[TOKEN_HASH_BYTES];
+    double bucket;         /* vote tokens left */
+    uint64_t bucket_ms;    /* when bucket was last refilled; 0 = never used */
+};
+
+/* A committed vote. Strings live in session->strs so a vote costs no malloc. */
+struct vote {
+    int64_t id;
+    int64_t poll_id;
+    int64_t participant_id;
+    size_t key_off; /* in strs: idem key, NUL, created_at, NUL */
+    uint8_t choices[API_CHOICES_MAX];
+    uint8_t n_choices;
+};
+
+/* A vote submitted to the store and not completed yet. */
+struct flight {
+    struct store_op *op; /* op->vote holds the vote; op->tag points back here */
+    struct api_req *req;
+    struct api_req *waiters[VOTE_WAITERS_MAX]; /* same key, answered with the outcome */
+    uint32_t n_waiters;
+    /* What identifies the vote; op->vote is the writer thread's while in flight. */
+    int64_t participant_id;
+    int64_t poll_id;
+    char idem_key[API_IDEM_KEY_MAX + 1];
+    uint64_t key_k, pp_k;             /* keys in flight_by_key / flight_by_pp */
+    struct flight *next_key, *next_pp; /* chains of flights sharing a map key */
+};
+
+struct session {
+    struct actors *as;
+    struct actor *actor;
+
+    int64_t id;
+    char code[API_CODE_LEN + 1];
+    char *title;
+    char created_at[STORE_TIME_MAX];
+    uint8_t presenter_hash[TOKEN_HASH_BYTES];
+    bool closed;
+    int64_t seq; /* last event seq of the session */
+
+    struct poll **polls; /* creation order */
+    uint32_t n_polls, cap_polls;
+    struct hmap *poll_by_id;
+
+    struct participant *parts;
+    uint32_t n_parts, cap_parts;
+    uint32_t joins_inflight;
+    struct hmap *part_by_token; /* probed token_hash_key -> index + 1 */
+
+    struct vote *votes;
+    size_t n_votes, cap_votes;
+    struct buf strs;
+    struct hmap *vote_by_key;   /* probed (participant, idem key) -> index + 1 */
+    struct hmap *vote_by_pp;    /* probed (participant, poll) -> index + 1 */
+    struct hmap *flight_by_key; /* (participant, idem key) -> chain of flights */
+    struct hmap *flight_by_pp;  /* (participant, poll) -> chain of flights */
+
+    /* Structural operations, one at a time. */
+    struct api_req *cur;            /* being served; NULL when idle */
+    struct poll *draining;          /* poll whose close waits for its votes in flight */
+    struct api_req *queue[SESSION_QUEUE_MAX];
+    uint32_t queue_head, queue_len;
+};
+
+struct actors {
+    struct actor_rt *rt;
+    struct store *store;
+    uint32_t sessions_max;
+
+    pthread_rwlock_t lock; /* guards the four maps and the session list */
+    struct hmap *by_code;  /* joincode_key -> struct session * */
+    struct hmap *by_poll;  /* poll id -> struct session * */
+    struct hmap *by_token; /* token_hash_key of any token -> struct session * */
+    struct hmap *by_id;    /* session id -> struct session * */
+    struct session **sessions;
+    uint32_t n_sessions, cap_sessions;
+
+    struct actor *lobby;           /* creates sessions */
+    atomic_uint_fast32_t reserved; /* sessions live or being created */
+    atomic_uint_fast64_t participants;
+};
+
+/* ---- session.c: the actor ---- */
+
+/** Allocates an empty session (not registered, no actor). */
+struct session *session__new(struct actors *as, int64_t id, const char *code, const char *title,
+                             const char *created_at, const uint8_t presenter_hash[]);
+/** Frees a session and every request it still holds. */
+void session__free(struct session *s);
+/** The session actor's on_msg. */
+void session__on_msg(struct actor *a, void *ctx, const struct mbox_msg *msg);
+/** Store on_done for every op a session or the lobby submits: posts op to op->owner's actor. */
+void session__on_store_done(struct store_op *op);
+/** Allocates a zeroed store op of kind that reports to actor. */
+struct store_op *session__op_new(enum store_op_kind kind, struct actor *owner, uint64_t tag);
+/** Replies 503 {"code":code} with Retry-After: 1. */
+void session__reply_503(struct api_req *req, const char *code, const char *msg);
+/** Adds a participant (joined or loaded); returns it. */
+struct participant *session__add_participant(struct session *s, int64_t id,
+                                             const uint8_t hash[TOKEN_HASH_BYTES]);
+
+/** The poll of the session with this id, or NULL. */
+static inline struct poll *session__poll(const struct session *s, int64_t id)
+{
+    return id > 0 ? hmap_get(s->poll_by_id, (uint64_t)id) : NULL;
+}
+
+/* ---- session_struct.c: structural operations ---- */
+
+/** Serves or queues a presenter's poll create/open/close or session close. */
+void session__struct_submit(struct session *s, struct api_req *req);
+/** A structural op completed. */
+void session__struct_done(struct session *s, struct store_op *op);
+/** Called when a poll's last vote in flight completes. */
+void session__struct_drained(struct session *s, struct poll *p);
+/** Adds a poll (created or loaded) to the session and the directory. */
+struct poll *session__add_poll(struct session *s, int64_t id, struct api_poll_spec *spec,
+                               enum poll_state state);
+
+/* ---- session_vote.c: votes ---- */
+
+/** Serves API_VOTE for an authenticated participant. */
+void session__vote(struct session *s, struct participant *p, struct api_req *req);
+/** A vote op completed. */
+void session__vote_done(struct session *s, struct store_op *op);
+/**
+ * Records a committed vote and counts it in its poll. false (logged) when the
+ * row does not fit the session's polls; true when recorded or already known.
+ */
+bool session__vote_commit(struct session *s, const struct store_vote *v);
+/** Frees the flights still in the session (shutdown). */
+void session__vote_free_flights(struct session *s);
+/** The vote JSON of a committed vote. */
+void *session__vote_json(const struct session *s, const struct vote *v);
+
+/**
+ * Token bucket: true and one token spent when the participant may vote at
+ * now_ms, false when it is over VOTE_RATE_PER_S.
+ */
+static inline bool session__rate_take(struct participant *p, uint64_t now_ms)
+{
+    if (p->bucket_ms == 0) {
+        p->bucket = VOTE_RATE_BURST;
+    } else if (now_ms > p->bucket_ms) {
+        p->bucket += (double)(now_ms - p->bucket_ms) * VOTE_RATE_PER_S / 1000.0;
+        if (p->bucket > VOTE_RATE_BURST)
+            p->bucket = VOTE_RATE_BURST;
+    }
+    if (now_ms > p->bucket_ms)
+        p->bucket_ms = now_ms;
+    if (p->bucket < 1.0)
+        return false;
+    p->bucket -= 1.0;
+    return true;
+}
+
+/* ---- session_json.c: what the session says ---- */
+
+/** A JSON string of s, or "" when s is NULL or not UTF-8. */
+void *json__str(const char *s);
+/** {"id","code","title","state","created_at"} of the session. */
+void *session__json(const struct session *s);
+/** The session JSON with state "closed" (for the session.closed event). */
+void *session__json_closed(const struct session *s);
+/** The poll JSON; state and counts as given (counts NULL = zeros). */
+void *poll__json(int64_t id, const struct api_poll_spec *spec, enum poll_state state,
+                 const uint64_t *counts);
+/** The poll JSON of a live poll. */
+void *session__poll_json(const struct poll *p);
+/** Compact JSON text of j (stolen), malloc'd. */
+char *json__text(void *j);
+/** The CSV export of every poll. */
+char *session__csv(const struct session *s, size_t *len);
+
+/* ---- actors.c: the directory ---- */
+
+/** The session that holds a token (of any role), or NULL. Any thread. */
+struct session *actors__session_of_token(struct actors *as, const uint8_t hash[TOKEN_HASH_BYTES]);
+/** Registers a token of s in the directory. Any thread. */
+void actors__add_token(struct actors *as, struct session *s,
+                       const uint8_t hash[TOKEN_HASH_BYTES]);
+/** Registers a poll of s in the directory. Any thread. */
+void actors__add_poll(struct actors *as, struct session *s, int64_t poll_id);
+/** Registers a session (code, id, presenter token) and creates its actor. 0 or -ENOSPC. */
+int actors__add_session(struct actors *as, struct session *s);
+
+/* ---- keyed maps without deletion (participants, committed votes) ---- */
+
+/** The next key to try after k when k is taken by another item. Never 0. */
+static inline uint64_t probe__next(uint64_t k)
+{
+    k = k * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull;
+    return k ? k : 1;
+}
+
+/** Mixes two ids into a non-zero key. */
+static inline uint64_t key__pair(int64_t a, int64_t b)
+{
+    uint64_t x = (uint64_t)a * 0xD6E8FEB86659FD93ull ^ (uint64_t)b;
+
+    x ^= x >> 32;
+    x *= 0xD6E8FEB86659FD93ull;
+    x ^= x >> 32;
+    return x ? x : 1;
+}
+
+#endif

@@ -1,0 +1,31 @@
+/*
+ * buf.h - a growable byte buffer with printf and JSON-string helpers.
+ * Owned by one thread at a time; the bytes move with buf_steal().
+ */
+#ifndef TALLY_CORE_BUF_H
+#define TALLY_CORE_BUF_H
+
+#include <stdarg.h>
+#include <stddef.h>
+
+struct buf {
+    char *data; /* NUL-terminated when len > 0 or after any append */
+    size_t len;
+    size_t cap;
+};
+
+#define BUF_INIT {NULL, 0, 0}
+
+void buf_reserve(struct buf *b, size_t extra);
+void buf_append(struct buf *b, const void *p, size_t n);
+void buf_append_str(struct buf *b, const char *s);
+void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/** Appends s as a JSON string literal with quotes, escaping per RFC 8259. */
+void buf_append_json_str(struct buf *b, const char *s, size_t n);
+/** Drops the contents, keeps the memory. */
+void buf_reset(struct buf *b);
+/** Returns the bytes (caller frees) and leaves b empty. */
+char *buf_steal(struct buf *b, size_t *len);
+void buf_free(struct buf *b);
+
+#endif

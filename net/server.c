@@ -1,0 +1,1080 @@
+/*
+ * server.c - the io_uring network threads.
+ *
+ * Each thread owns one ring, one SO_REUSEPORT listen socket, a table of
+ * connection slots indexed by direct-descriptor index, a provided-buffer ring
+ * for receives, and a mailbox for answers coming back from the actors.
+ *
+ * Life of a connection:
+ *   accept (direct) -> multishot recv -> HTTP parse -> answer inline (health,
+ *   metrics, errors) or post to the actors and wait -> reply message -> send
+ *   -> next pipelined request ... -> shutdown -> close_direct -> slot free.
+ *
+ * Invariants:
+ * - At most one request per connection is with the actors at a time; later
+ *   pipelined bytes wait in conn->in, so answers go out in request order and
+ *   a thread never has more replies in flight than slots (its mailbox is sized
+ *   for that, so a reply is never dropped).
+ * - A slot is reused only after its close_direct completes, and every other
+ *   operation on it completed before that close was submitted, so no
+ *   completion can name a slot that has a different connection in it; the
+ *   generation in user_data is a second line of defence, counted when it
+ *   fires.
+ * - One submit per loop turn (io_uring_submit_and_wait), CQ advanced once per
+ *   batch.
+ */
+#include "net/server.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <arpa/inet.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <liburing.h>
+
+#include "actors/actors.h"
+#include "actors/api.h"
+#include "core/base.h"
+#include "core/buf.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "core/mbox.h"
+#include "core/metrics.h"
+#include "core/tlist.h"
+#include "net/apireq.h"
+#include "net/http.h"
+#include "net/ratelimit.h"
+#include "net/respond.h"
+#include "net/router.h"
+#include "net/ud.h"
+#include "store/store.h"
+
+#define NET_FILES_PER_RING 16384
+#define NET_RING_ENTRIES 4096
+#define NET_BUF_COUNT 1024
+#define NET_BUF_SIZE 2048
+#define NET_BGID 1
+#define NET_ACCEPTS_INFLIGHT 32
+#define NET_IN_BYTES_MAX (HTTP_HEAD_BYTES_MAX + HTTP_BODY_BYTES_MAX + 16384)
+#define NET_TICK_MS 250
+#define NET_HEAD_TIMEOUT_MS 10000
+#define NET_KEEPALIVE_IDLE_MS 75000
+#define NET_MBOX_SLOTS (2 * NET_FILES_PER_RING)
+#define NET_REPLY_BATCH 256
+#define NET_RETRY_AFTER_S 1
+
+static_assert(IS_POW2(NET_BUF_COUNT), "buffer ring size must be a power of two");
+static_assert(NET_FILES_PER_RING <= (1ull << UD_SLOT_BITS), "slots must fit in user_data");
+static_assert(NET_ACCEPTS_INFLIGHT <= (1u << UD_AUX_BITS), "accept slots must fit in aux");
+static_assert(NET_MBOX_SLOTS > NET_FILES_PER_RING, "one reply per slot must always fit");
+
+enum conn_state { CONN_FREE, CONN_OPEN, CONN_CLOSING };
+
+struct out_chunk {
+    struct out_chunk *next;
+    size_t len, off;
+    char data[];
+};
+
+struct conn {
+    uint16_t gen;
+    uint8_t state;
+    bool recv_armed;
+    bool send_inflight;
+    bool close_submitted;
+    bool waiting;          /* a request is with the actors */
+    bool close_after_send; /* Connection: close, or an error that ends the connection */
+    uint8_t addr[16];      /* peer, IPv4 mapped into IPv6 */
+    struct http_parser *parser;
+    struct buf in; /* bytes received but not yet parsed */
+    size_t in_off;
+    struct out_chunk *out_head, *out_tail;
+    struct tlist_node timer; /* head timeout or keep-alive idle timeout */
+};
+
+struct accept_slot {
+    struct sockaddr_storage addr;
+    socklen_t len;
+    bool armed;
+};
+
+struct net_thread {
+    struct net_server *srv;
+    unsigned index;
+    pthread_t tid;
+    struct io_uring ring;
+    bool fixed; /* direct descriptors; plain fds when the kernel lacks them */
+    int listen_fd;
+    int wake_fd;
+    struct mbox *mbox;
+    struct conn *conns;
+    struct accept_slot accepts[NET_ACCEPTS_INFLIGHT];
+    struct io_uring_buf_ring *br;
+    char *bufs;
+    unsigned bufs_returned; /* added to the buffer ring, not yet published */
+    struct tlist head_timeouts;
+    struct tlist idle_timeouts;
+    struct __kernel_timespec tick_ts;
+    struct ratelimit *join_limit;
+    bool wake_armed;
+    unsigned open; /* connections of this thread not yet freed */
+    uint64_t wake_value;
+    uint64_t now_ms;
+};
+
+struct net_server {
+    const struct config *cfg;
+    struct actors *actors;
+    struct store *store;
+    unsigned nthreads;
+    struct net_thread *threads;
+    atomic_bool stopping;
+    atomic_bool draining;
+    atomic_uint_fast64_t connections;
+    atomic_uint_fast64_t inflight;
+    struct metric *m_conns, *m_accepts, *m_requests, *m_resp_4xx, *m_resp_5xx;
+    struct metric *m_stale_cqes, *m_refused_conns;
+};
+
+static void conn_process(struct net_thread *t, struct conn *c);
+static void conn_close(struct net_thread *t, struct conn *c);
+
+/* ---- submission helpers ------------------------------------------------ */
+
+static struct io_uring_sqe *get_sqe(struct net_thread *t)
+{
+    struct io_uring_sqe *sqe = io_uring_get_sqe(&t->ring);
+    if (unlikely(sqe == NULL)) {
+        /* SQ full: flush what we have and try once more; the ring is sized so
+         * that this is rare, and the kernel always makes room after submit. */
+        io_uring_submit(&t->ring);
+        sqe = io_uring_get_sqe(&t->ring);
+    }
+    TALLY_ASSERT(sqe != NULL);
+    return sqe;
+}
+
+static uint32_t conn_slot(const struct net_thread *t, const struct conn *c)
+{
+    return (uint32_t)(c - t->conns);
+}
+
+static void sqe_target(struct net_thread *t, struct io_uring_sqe *sqe, uint32_t slot)
+{
+    if (t->fixed)
+        sqe->flags |= IOSQE_FIXED_FILE;
+    (void)slot;
+}
+
+static void arm_accept(struct net_thread *t, unsigned i)
+{
+    struct accept_slot *a = &t->accepts[i];
+    struct io_uring_sqe *sqe = get_sqe(t);
+    a->len = sizeof(a->addr);
+    if (t->fixed)
+        io_uring_prep_accept_direct(sqe, t->listen_fd, (struct sockaddr *)&a->addr, &a->len, 0,
+                                    IORING_FILE_INDEX_ALLOC - 1); /* CLOEXEC is refused here */
+    else
+        io_uring_prep_accept(sqe, t->listen_fd, (struct sockaddr *)&a->addr, &a->len,
+                             SOCK_CLOEXEC);
+    io_uring_sqe_set_data64(sqe, ud_pack(UD_OP_ACCEPT, 0, 0, i));
+    a->armed = true;
+}
+
+static void arm_recv(struct net_thread *t, struct conn *c)
+{
+    uint32_t slot = conn_slot(t, c);
+    struct io_uring_sqe *sqe = get_sqe(t);
+    io_uring_prep_recv_multishot(sqe, (int)slot, NULL, 0, 0);
+    sqe_target(t, sqe, slot);
+    sqe->flags |= IOSQE_BUFFER_SELECT;
+    sqe->buf_group = NET_BGID;
+    io_uring_sqe_set_data64(sqe, ud_pack(UD_OP_RECV, c->gen, slot, 0));
+    c->recv_armed = true;
+}
+
+static void arm_send(struct net_thread *t, struct conn *c)
+{
+    struct out_chunk *ch = c->out_head;
+    TALLY_ASSERT(ch != NULL);
+    TALLY_ASSERT(!c->send_inflight);
+    uint32_t slot = conn_slot(t, c);
+    struct io_uring_sqe *sqe = get_sqe(t);
+    io_uring_prep_send(sqe, (int)slot, ch->data + ch->off, ch->len - ch->off, MSG_NOSIGNAL);
+    sqe_target(t, sqe, slot);
+    io_uring_sqe_set_data64(sqe, ud_pack(UD_OP_SEND, c->gen, slot, 0));
+    c->send_inflight = true;
+}
+
+static void arm_wake(struct net_thread *t)
+{
+    struct io_uring_sqe *sqe = get_sqe(t);
+    io_uring_prep_read(sqe, t->wake_fd, &t->wake_value, sizeof(t->wake_value), 0);
+    io_uring_sqe_set_data64(sqe, ud_pack(UD_OP_WAKE, 0, 0, 0));
+    t->wake_armed = true;
+}
+
+static void arm_tick(struct net_thread *t)
+{
+    struct io_uring_sqe *sqe = get_sqe(t);
+    t->tick_ts.tv_sec = 0;
+    t->tick_ts.tv_nsec = NET_TICK_MS * 1000000LL;
+    io_uring_prep_timeout(sqe, &t->tick_ts, 0, 0);
+    io_uring_sqe_set_data64(sqe, ud_pack(UD_OP_TICK, 0, 0, 0));
+}
+
+/* ---- output ------------------------------------------------------------- */
+
+/* Queues a complete response (the bytes are copied) and starts sending if idle. */
+static void conn_queue(struct net_thread *t, struct conn *c, const char *data, size_t len)
+{
+    TALLY_ASSERT(len > 0);
+    struct out_chunk *ch = xmalloc(sizeof(*ch) + len);
+    ch->next = NULL;
+    ch->len = len;
+    ch->off = 0;
+    memcpy(ch->data, data, len);
+    if (c->out_tail)
+        c->out_tail->next = ch;
+    else
+        c->out_head = ch;
+    c->out_tail = ch;
+    if (!c->send_inflight)
+        arm_send(t, c);
+}
+
+static void out_free_all(struct conn *c)
+{
+    struct out_chunk *ch = c->out_head;
+    while (ch) {
+        struct out_chunk *next = ch->next;
+        free(ch);
+        ch = next;
+    }
+    c->out_head = c->out_tail = NULL;
+}
+
+static void count_status(struct net_server *srv, int status)
+{
+    metric_add(srv->m_requests, 1);
+    if (status >= 500)
+        metric_add(srv->m_resp_5xx, 1);
+    else if (status >= 400)
+        metric_add(srv->m_resp_4xx, 1);
+}
+
+/* Answers with a JSON error; fatal errors end the connection after the send. */
+static void conn_error(struct net_thread *t, struct conn *c, int status, const char *code,
+                       const char *message, bool close_after, uint32_t retry_after_s)
+{
+    struct buf out = BUF_INIT;
+    if (close_after)
+        c->close_after_send = true;
+    respond_error(&out, status, code, message, !c->close_after_send, retry_after_s);
+    count_status(t->srv, status);
+    conn_queue(t, c, out.data, out.len);
+    buf_free(&out);
+}
+
+static void conn_respond(struct net_thread *t, struct conn *c, int status, const char *ctype,
+                         const char *body, size_t len, bool head_only, uint32_t retry_after_s)
+{
+    struct buf out = BUF_INIT;
+    respond_write(&out, status, ctype, body, len, !c->close_after_send, retry_after_s, head_only);
+    count_status(t->srv, status);
+    conn_queue(t, c, out.data, out.len);
+    buf_free(&out);
+}
+
+/* ---- connection life ---------------------------------------------------- */
+
+static void conn_open(struct net_thread *t, uint32_t slot, const struct accept_slot *a)
+{
+    struct conn *c = &t->conns[slot];
+    TALLY_ASSERT(c->state == CONN_FREE);
+    uint16_t gen = c->gen;
+    memset(c, 0, sizeof(*c));
+    c->gen = gen;
+    c->state = CONN_OPEN;
+    tlist_node_init(&c->timer);
+    if (a->addr.ss_family == AF_INET) {
+        const struct sockaddr_in *in = (const struct sockaddr_in *)&a->addr;
+        c->addr[10] = 0xff;
+        c->addr[11] = 0xff;
+        memcpy(&c->addr[12], &in->sin_addr, 4);
+    } else if (a->addr.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&a->addr;
+        memcpy(c->addr, &in6->sin6_addr, 16);
+    }
+    t->open++;
+    atomic_fetch_add(&t->srv->connections, 1);
+    metric_add(t->srv->m_conns, 1);
+    metric_add(t->srv->m_accepts, 1);
+    tlist_arm(&t->head_timeouts, &c->timer, t->now_ms);
+    arm_recv(t, c);
+}
+
+/* Submits close_direct once nothing else is in flight on the slot. */
+static void conn_maybe_release(struct net_thread *t, struct conn *c)
+{
+    if (c->state != CONN_CLOSING || c->recv_armed || c->send_inflight || c->close_submitted)
+        return;
+    uint32_t slot = conn_slot(t, c);
+    struct io_uring_sqe *sqe = get_sqe(t);
+    if (t->fixed)
+        io_uring_prep_close_direct(sqe, slot);
+    else
+        io_uring_prep_close(sqe, (int)slot);
+    io_uring_sqe_set_data64(sqe, ud_pack(UD_OP_CLOSE, c->gen, slot, 0));
+    c->close_submitted = true;
+}
+
+static void conn_close(struct net_thread *t, struct conn *c)
+{
+    if (c->state != CONN_OPEN)
+        return;
+    c->state = CONN_CLOSING;
+    tlist_disarm(&c->timer);
+    if (c->parser) {
+        http_parser_destroy(c->parser);
+        c->parser = NULL;
+    }
+    buf_free(&c->in);
+    c->in_off = 0;
+    /* Shutting down ends the multishot recv (it completes with 0), which must
+     * finish before the slot is closed: see conn_maybe_release. */
+    uint32_t slot = conn_slot(t, c);
+    struct io_uring_sqe *sqe = get_sqe(t);
+    io_uring_prep_shutdown(sqe, (int)slot, SHUT_RDWR);
+    sqe_target(t, sqe, slot);
+    io_uring_sqe_set_data64(sqe, ud_pack(UD_OP_SHUTDOWN, c->gen, slot, 0));
+    conn_maybe_release(t, c);
+}
+
+static void conn_freed(struct net_thread *t, struct conn *c)
+{
+    TALLY_ASSERT(c->state == CONN_CLOSING);
+    out_free_all(c);
+    c->state = CONN_FREE;
+    c->gen = (uint16_t)((c->gen + 1) & UD_GEN_MASK);
+    t->open--;
+    atomic_fetch_sub(&t->srv->connections, 1);
+    metric_add(t->srv->m_conns, -1);
+}
+
+/* ---- requests ----------------------------------------------------------- */
+
+static enum net_ready server_ready(const struct net_server *srv)
+{
+    if (atomic_load(&srv->draining))
+        return NET_DRAINING;
+    if (!store_available(srv->store))
+        return NET_DB_UNAVAILABLE;
+    return NET_READY;
+}
+
+static uint32_t server_capacity(const struct net_server *srv)
+{
+    return srv->cfg->capacity ? srv->cfg->capacity : 500;
+}
+
+static void handle_readyz(struct net_thread *t, struct conn *c, bool head_only)
+{
+    static const char *const names[] = {"ready", "draining", "db_unavailable"};
+    struct net_server *srv = t->srv;
+    enum net_ready r = server_ready(srv);
+    uint64_t conns = atomic_load(&srv->connections);
+    uint32_t cap = server_capacity(srv);
+    struct buf body = BUF_INIT;
+    buf_printf(&body, "{\"status\":\"%s\",\"connections\":%llu,\"capacity\":%u,\"utilization\":%.4f}",
+               names[r], (unsigned long long)conns, cap, (double)conns / cap);
+    conn_respond(t, c, r == NET_READY ? 200 : 503, NULL, body.data, body.len, head_only,
+                 r == NET_READY ? 0 : NET_RETRY_AFTER_S);
+    buf_free(&body);
+}
+
+static void handle_metrics(struct net_thread *t, struct conn *c, bool head_only)
+{
+    struct buf body = BUF_INIT;
+    metrics_render(&body);
+    conn_respond(t, c, 200, "text/plain; version=0.0.4; charset=utf-8", body.data, body.len,
+                 head_only, 0);
+    buf_free(&body);
+}
+
+/* Runs on any thread: hands the answered request back to its network thread. */
+static void on_api_reply(struct api_req *req)
+{
+    struct net_thread *t = req->net_ctx;
+    struct mbox_msg msg = {.type = 1, .ptr = req};
+    /* Cannot fail: the mailbox holds more entries than the thread has slots,
+     * and each slot has at most one request out. */
+    bool ok = mbox_post(t->mbox, &msg);
+    TALLY_ASSERT(ok);
+}
+
+static bool join_allowed(struct net_thread *t, struct conn *c, uint32_t *retry_after_s)
+{
+    return ratelimit_take(t->join_limit, c->addr, t->now_ms, retry_after_s);
+}
+
+static void handle_api(struct net_thread *t, struct conn *c, const struct http_req *hr,
+                       const struct route_match *rm)
+{
+    struct net_server *srv = t->srv;
+    uint32_t retry = 0;
+    if (rm->op == API_SESSION_CREATE && atomic_load(&srv->draining)) {
+        conn_error(t, c, 503, "draining", "this instance is shutting down", false,
+                   NET_RETRY_AFTER_S);
+        return;
+    }
+    if (rm->op == API_JOIN && !join_allowed(t, c, &retry)) {
+        conn_error(t, c, 429, "rate_limited", "too many joins from this address", false, retry);
+        return;
+    }
+    struct api_req *req = NULL;
+    struct buf err = BUF_INIT;
+    int status = apireq_build(hr, rm, &req, &err);
+    if (status != 0) {
+        conn_respond(t, c, status, NULL, err.data, err.len, false, 0);
+        buf_free(&err);
+        return;
+    }
+    buf_free(&err);
+    req->on_reply = on_api_reply;
+    req->net_ctx = t;
+    req->net_tag = ud_pack(UD_OP_NONE, c->gen, conn_slot(t, c), hr->method == HTTP_HEAD);
+    c->waiting = true;
+    atomic_fetch_add(&srv->inflight, 1);
+    actors_submit(srv->actors, req);
+}
+
+static void handle_405(struct net_thread *t, struct conn *c, const char *allow)
+{
+    char extra[64];
+    struct buf body = BUF_INIT, out = BUF_INIT;
+    snprintf(extra, sizeof(extra), "Allow: %s\r\n", allow ? allow : "GET");
+    respond_error_body(&body, "method_not_allowed", "method not allowed on this path");
+    respond_write_ex(&out, 405, NULL, extra, body.data, body.len, !c->close_after_send, 0, false);
+    count_status(t->srv, 405);
+    conn_queue(t, c, out.data, out.len);
+    buf_free(&body);
+    buf_free(&out);
+}
+
+static void dispatch(struct net_thread *t, struct conn *c, const struct http_req *hr)
+{
+    struct route_match rm;
+    bool head_only = hr->method == HTTP_HEAD;
+    if (!hr->keep_alive)
+        c->close_after_send = true;
+    switch (router_match(hr->method, hr->path, hr->path_len, &rm)) {
+    case ROUTE_HEALTHZ:
+        conn_respond(t, c, 200, NULL, "{\"status\":\"ok\"}", 15, head_only, 0);
+        return;
+    case ROUTE_READYZ:
+        handle_readyz(t, c, head_only);
+        return;
+    case ROUTE_METRICS:
+        handle_metrics(t, c, head_only);
+        return;
+    case ROUTE_API:
+        handle_api(t, c, hr, &rm);
+        return;
+    case ROUTE_METHOD_NOT_ALLOWED:
+        handle_405(t, c, rm.allow);
+        return;
+    case ROUTE_WS:
+    case ROUTE_SSE:
+    case ROUTE_STATIC:
+    case ROUTE_NOT_FOUND:
+    default:
+        conn_error(t, c, 404, "not_found", "no such path", false, 0);
+        return;
+    }
+}
+
+/* ---- input -------------------------------------------------------------- */
+
+/*
+ * Feeds bytes to the parser until it needs more, a request goes to the
+ * actors, or the connection must end. Returns how many bytes were used; the
+ * caller keeps the rest for later.
+ */
+static size_t conn_feed(struct net_thread *t, struct conn *c, const char *data, size_t len)
+{
+    size_t used_total = 0;
+    while (used_total < len && c->state == CONN_OPEN && !c->waiting && !c->close_after_send) {
+        if (c->parser == NULL)
+            c->parser = http_parser_create();
+        if (http_parser_idle(c->parser))
+            tlist_arm(&t->head_timeouts, &c->timer, t->now_ms);
+        size_t used = 0;
+        enum http_parse r =
+            http_parser_feed(c->parser, data + used_total, len - used_total, &used);
+        used_total += used;
+        switch (r) {
+        case HTTP_PARSE_AGAIN:
+            TALLY_ASSERT(used_total == len);
+            return used_total;
+        case HTTP_PARSE_DONE:
+            tlist_disarm(&c->timer);
+            dispatch(t, c, http_parser_req(c->parser));
+            http_parser_next(c->parser);
+            break;
+        case HTTP_PARSE_E_HEAD_TOO_LARGE:
+            conn_error(t, c, 431, "head_too_large", "request head over 8 KiB", true, 0);
+            return len;
+        case HTTP_PARSE_E_BODY_TOO_LARGE:
+            conn_error(t, c, 413, "body_too_large", "request body over 64 KiB", true, 0);
+            return len;
+        case HTTP_PARSE_E_BAD:
+        default:
+            conn_error(t, c, 400, "bad_request", "malformed HTTP request", true, 0);
+            return len;
+        }
+    }
+    return c->close_after_send ? len : used_total;
+}
+
+/* Parses what waits in conn->in (after a reply freed the connection to go on). */
+static void conn_process(struct net_thread *t, struct conn *c)
+{
+    if (c->in.len > c->in_off) {
+        size_t used = conn_feed(t, c, c->in.data + c->in_off, c->in.len - c->in_off);
+        c->in_off += used;
+    }
+    if (c->in_off >= c->in.len) {
+        buf_free(&c->in); /* idle connections hold no input memory */
+        c->in_off = 0;
+    }
+    if (c->state == CONN_OPEN && !c->waiting && c->out_head == NULL && c->parser &&
+        http_parser_idle(c->parser)) {
+        /* Between requests: release the parser and wait quietly. */
+        http_parser_destroy(c->parser);
+        c->parser = NULL;
+        tlist_arm(&t->idle_timeouts, &c->timer, t->now_ms);
+    }
+}
+
+static void conn_on_bytes(struct net_thread *t, struct conn *c, const char *data, size_t len)
+{
+    if (c->state != CONN_OPEN || c->close_after_send)
+        return; /* the answer that ends it is on its way; further input is ignored */
+    if (c->in.len == c->in_off && !c->waiting) {
+        size_t used = conn_feed(t, c, data, len);
+        data += used;
+        len -= used;
+    }
+    if (len == 0 || c->state != CONN_OPEN || c->close_after_send) {
+        conn_process(t, c);
+        return;
+    }
+    if (c->in.len - c->in_off + len > NET_IN_BYTES_MAX) {
+        /* A client that pipelines this much without reading answers is not
+         * one we can serve without unbounded memory. */
+        conn_close(t, c);
+        return;
+    }
+    buf_append(&c->in, data, len);
+}
+
+/* ---- completions -------------------------------------------------------- */
+
+static struct conn *conn_for(struct net_thread *t, uint64_t ud)
+{
+    uint32_t slot = ud_slot(ud);
+    TALLY_ASSERT(slot < NET_FILES_PER_RING);
+    struct conn *c = &t->conns[slot];
+    if (unlikely(c->gen != ud_gen(ud) || c->state == CONN_FREE)) {
+        metric_add(t->srv->m_stale_cqes, 1);
+        return NULL;
+    }
+    return c;
+}
+
+static void refuse_conn(struct net_thread *t, struct conn *c)
+{
+    metric_add(t->srv->m_refused_conns, 1);
+    conn_error(t, c, 503, "too_many_connections", "connection limit reached", true,
+               NET_RETRY_AFTER_S);
+}
+
+static void handle_accept(struct net_thread *t, const struct io_uring_cqe *cqe)
+{
+    unsigned i = ud_aux(cqe->user_data);
+    TALLY_ASSERT(i < NET_ACCEPTS_INFLIGHT);
+    t->accepts[i].armed = false;
+    if (cqe->res < 0) {
+        /* -ENFILE: the slot table is full. Whatever the error, the tick
+         * re-arms this accept, so a persistent error cannot spin the loop. */
+        if (cqe->res != -ENFILE && cqe->res != -ECANCELED)
+            log_warn("net thread %u: accept: %s", t->index, strerror(-cqe->res));
+        return;
+    }
+    uint32_t slot = (uint32_t)cqe->res;
+    if (slot >= NET_FILES_PER_RING) {
+        close(cqe->res); /* plain-fd mode: an fd beyond the table */
+        arm_accept(t, i);
+        return;
+    }
+    conn_open(t, slot, &t->accepts[i]);
+    struct net_server *srv = t->srv;
+    if (atomic_load(&srv->connections) > srv->cfg->max_connections)
+        refuse_conn(t, &t->conns[slot]);
+    if (!atomic_load(&srv->stopping))
+        arm_accept(t, i);
+}
+
+static void buf_return(struct net_thread *t, unsigned bid)
+{
+    io_uring_buf_ring_add(t->br, t->bufs + (size_t)bid * NET_BUF_SIZE, NET_BUF_SIZE, bid,
+                          io_uring_buf_ring_mask(NET_BUF_COUNT), (int)t->bufs_returned);
+    t->bufs_returned++;
+}
+
+static void handle_recv(struct net_thread *t, const struct io_uring_cqe *cqe)
+{
+    bool has_buf = cqe->flags & IORING_CQE_F_BUFFER;
+    unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+    struct conn *c = conn_for(t, cqe->user_data);
+    bool more = cqe->flags & IORING_CQE_F_MORE;
+    if (c && !more)
+        c->recv_armed = false;
+    if (c && cqe->res > 0 && has_buf)
+        conn_on_bytes(t, c, t->bufs + (size_t)bid * NET_BUF_SIZE, (size_t)cqe->res);
+    if (has_buf)
+        buf_return(t, bid);
+    if (c == NULL)
+        return;
+    if (cqe->res == -ENOBUFS && c->state == CONN_OPEN) {
+        if (!more)
+            arm_recv(t, c); /* buffers come back at the end of this batch */
+        return;
+    }
+    if (cqe->res <= 0 && cqe->res != -ENOBUFS)
+        conn_close(t, c); /* 0: the peer closed; < 0: an error */
+    conn_maybe_release(t, c);
+}
+
+static void handle_send(struct net_thread *t, const struct io_uring_cqe *cqe)
+{
+    struct conn *c = conn_for(t, cqe->user_data);
+    if (c == NULL)
+        return;
+    c->send_inflight = false;
+    if (c->state != CONN_OPEN || cqe->res < 0) {
+        conn_close(t, c);
+        conn_maybe_release(t, c);
+        return;
+    }
+    struct out_chunk *ch = c->out_head;
+    ch->off += (size_t)cqe->res;
+    if (ch->off == ch->len) {
+        c->out_head = ch->next;
+        if (c->out_head == NULL)
+            c->out_tail = NULL;
+        free(ch);
+    }
+    if (c->out_head) {
+        arm_send(t, c); /* partial send, or more queued */
+        return;
+    }
+    if (c->close_after_send && !c->waiting) {
+        /* The last answer is out. (While a request is still with the
+         * actors, its answer is the one that ends the connection.) */
+        conn_close(t, c);
+        return;
+    }
+    conn_process(t, c);
+}
+
+static void deliver_reply(struct net_thread *t, struct api_req *req)
+{
+    atomic_fetch_sub(&t->srv->inflight, 1);
+    struct conn *c = conn_for(t, req->net_tag);
+    if (c && c->state == CONN_OPEN && c->waiting) {
+        c->waiting = false;
+        const char *body = req->body ? req->body : "";
+        conn_respond(t, c, req->status, req->content_type, body, req->body_len,
+                     ud_aux(req->net_tag) != 0, req->retry_after_s);
+        conn_process(t, c);
+    }
+    api_req_free(req);
+}
+
+static void handle_wake(struct net_thread *t, const struct io_uring_cqe *cqe)
+{
+    t->wake_armed = false;
+    (void)cqe;
+    struct mbox_msg msgs[NET_REPLY_BATCH];
+    do {
+        unsigned n;
+        while ((n = mbox_take(t->mbox, msgs, NET_REPLY_BATCH)) > 0) {
+            for (unsigned i = 0; i < n; i++)
+                deliver_reply(t, msgs[i].ptr);
+        }
+    } while (mbox_finish(t->mbox));
+    if (!atomic_load(&t->srv->stopping))
+        arm_wake(t);
+}
+
+static void expire_timers(struct net_thread *t)
+{
+    struct tlist_node *n;
+    while ((n = tlist_pop_expired(&t->head_timeouts, t->now_ms)) != NULL) {
+        struct conn *c = (struct conn *)((char *)n - offsetof(struct conn, timer));
+        if (c->state == CONN_OPEN && !c->waiting)
+            conn_error(t, c, 408, "request_timeout", "request head not complete within 10 s",
+                       true, 0);
+    }
+    while ((n = tlist_pop_expired(&t->idle_timeouts, t->now_ms)) != NULL) {
+        struct conn *c = (struct conn *)((char *)n - offsetof(struct conn, timer));
+        conn_close(t, c);
+    }
+}
+
+static void handle_tick(struct net_thread *t)
+{
+    expire_timers(t);
+    for (unsigned i = 0; i < NET_ACCEPTS_INFLIGHT; i++) {
+        if (!t->accepts[i].armed && !atomic_load(&t->srv->stopping))
+            arm_accept(t, i);
+    }
+    if (!atomic_load(&t->srv->stopping))
+        arm_tick(t);
+}
+
+static void handle_cqe(struct net_thread *t, const struct io_uring_cqe *cqe)
+{
+    switch (ud_op(cqe->user_data)) {
+    case UD_OP_ACCEPT:
+        handle_accept(t, cqe);
+        break;
+    case UD_OP_RECV:
+        handle_recv(t, cqe);
+        break;
+    case UD_OP_SEND:
+        handle_send(t, cqe);
+        break;
+    case UD_OP_SHUTDOWN:
+        break; /* the recv's end, not this, moves the close along */
+    case UD_OP_CLOSE: {
+        struct conn *c = conn_for(t, cqe->user_data);
+        if (c)
+            conn_freed(t, c);
+        break;
+    }
+    case UD_OP_WAKE:
+        handle_wake(t, cqe);
+        break;
+    case UD_OP_TICK:
+        handle_tick(t);
+        break;
+    case UD_OP_NONE:
+    case UD_OP_COUNT:
+    default:
+        TALLY_ASSERT(!"bad user_data");
+    }
+}
+
+static void close_all(struct net_thread *t)
+{
+    for (uint32_t i = 0; i < NET_FILES_PER_RING; i++) {
+        if (t->conns[i].state == CONN_OPEN)
+            conn_close(t, &t->conns[i]);
+    }
+}
+
+static void *net_thread_main(void *arg)
+{
+    struct net_thread *t = arg;
+    bool closing = false;
+    for (;;) {
+        if (atomic_load(&t->srv->stopping) && !closing) {
+            close_all(t);
+            closing = true;
+        }
+        if (closing && t->open == 0)
+            break;
+        if (t->bufs_returned) {
+            io_uring_buf_ring_advance(t->br, (int)t->bufs_returned);
+            t->bufs_returned = 0;
+        }
+        int rc = io_uring_submit_and_wait(&t->ring, 1);
+        if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
+            log_error("net thread %u: io_uring_submit_and_wait: %s", t->index, strerror(-rc));
+            break;
+        }
+        t->now_ms = clock_now_ms();
+        unsigned head, seen = 0;
+        struct io_uring_cqe *cqe;
+        io_uring_for_each_cqe(&t->ring, head, cqe)
+        {
+            handle_cqe(t, cqe);
+            seen++;
+        }
+        io_uring_cq_advance(&t->ring, seen);
+    }
+    return NULL;
+}
+
+/* ---- setup -------------------------------------------------------------- */
+
+static int listen_socket(const struct config *cfg)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    memset(&ss, 0, sizeof(ss));
+    struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+    if (inet_pton(AF_INET, cfg->listen_host, &in->sin_addr) == 1) {
+        in->sin_family = AF_INET;
+        in->sin_port = htons(cfg->listen_port);
+        len = sizeof(*in);
+    } else if (inet_pton(AF_INET6, cfg->listen_host, &in6->sin6_addr) == 1) {
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons(cfg->listen_port);
+        len = sizeof(*in6);
+    } else {
+        return -EINVAL;
+    }
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    int one = 1;
+    /* Each ring has its own listening socket; the kernel spreads new
+     * connections over them, so no thread hands connections to another. */
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0)
+        goto err_close;
+    if (bind(fd, (struct sockaddr *)&ss, len) < 0 || listen(fd, 4096) < 0)
+        goto err_close;
+    return fd;
+err_close:;
+    int err = -errno;
+    close(fd);
+    return err;
+}
+
+static int ring_init(struct net_thread *t)
+{
+    struct io_uring_params p;
+    memset(&p, 0, sizeof(p));
+    p.flags = IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SINGLE_ISSUER |
+              IORING_SETUP_DEFER_TASKRUN;
+    int rc = io_uring_queue_init_params(NET_RING_ENTRIES, &t->ring, &p);
+    if (rc == -EINVAL) {
+        memset(&p, 0, sizeof(p)); /* an older kernel: plain ring */
+        rc = io_uring_queue_init_params(NET_RING_ENTRIES, &t->ring, &p);
+    }
+    if (rc < 0)
+        return rc;
+    t->fixed = io_uring_register_files_sparse(&t->ring, NET_FILES_PER_RING) == 0;
+    if (!t->fixed)
+        log_warn("net thread %u: no direct descriptors; using plain file descriptors", t->index);
+
+    size_t ring_bytes = NET_BUF_COUNT * sizeof(struct io_uring_buf);
+    if (posix_memalign((void **)&t->br, 4096, ring_bytes) != 0)
+        return -ENOMEM;
+    memset(t->br, 0, ring_bytes);
+    struct io_uring_buf_reg reg = {
+        .ring_addr = (unsigned long)t->br, .ring_entries = NET_BUF_COUNT, .bgid = NET_BGID};
+    rc = io_uring_register_buf_ring(&t->ring, &reg, 0);
+    if (rc < 0)
+        return rc;
+    io_uring_buf_ring_init(t->br);
+    t->bufs = xmalloc((size_t)NET_BUF_COUNT * NET_BUF_SIZE);
+    for (unsigned i = 0; i < NET_BUF_COUNT; i++)
+        buf_return(t, i);
+    io_uring_buf_ring_advance(t->br, (int)t->bufs_returned);
+    t->bufs_returned = 0;
+    return 0;
+}
+
+struct thread_start {
+    struct net_thread *t;
+    int rc;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done;
+};
+
+static void *net_thread_boot(void *arg)
+{
+    struct thread_start *ts = arg;
+    struct net_thread *t = ts->t;
+    /* The ring is made on the thread that submits to it (SINGLE_ISSUER). */
+    int rc = ring_init(t);
+    if (rc == 0) {
+        t->now_ms = clock_now_ms();
+        for (unsigned i = 0; i < NET_ACCEPTS_INFLIGHT; i++)
+            arm_accept(t, i);
+        arm_wake(t);
+        arm_tick(t);
+    }
+    pthread_mutex_lock(&ts->mu);
+    ts->rc = rc;
+    ts->done = true;
+    pthread_cond_signal(&ts->cv);
+    pthread_mutex_unlock(&ts->mu);
+    if (rc == 0)
+        net_thread_main(t);
+    return NULL;
+}
+
+static unsigned rings_needed(const struct config *cfg)
+{
+    unsigned by_conns = (cfg->max_connections + NET_FILES_PER_RING - 1) / NET_FILES_PER_RING;
+    return by_conns > cfg->threads ? by_conns : cfg->threads;
+}
+
+struct net_server *net_server_create(const struct config *cfg, struct actors *as,
+                                     struct store *st)
+{
+    TALLY_ASSERT(cfg != NULL);
+    TALLY_ASSERT(as != NULL && st != NULL);
+    struct net_server *srv = xcalloc(1, sizeof(*srv));
+    srv->cfg = cfg;
+    srv->actors = as;
+    srv->store = st;
+    srv->nthreads = rings_needed(cfg);
+    srv->threads = xcalloc(srv->nthreads, sizeof(*srv->threads));
+    srv->m_conns = metrics_gauge("tally_connections", "Client connections open now.");
+    srv->m_accepts = metrics_counter("tally_connections_accepted_total", "Connections accepted.");
+    srv->m_requests = metrics_counter("tally_http_requests_total", "HTTP requests answered.");
+    srv->m_resp_4xx = metrics_counter("tally_http_responses_4xx_total", "Answers with a 4xx status.");
+    srv->m_resp_5xx = metrics_counter("tally_http_responses_5xx_total", "Answers with a 5xx status.");
+    srv->m_stale_cqes =
+        metrics_counter("tally_net_stale_completions_total", "Completions for a reused slot.");
+    srv->m_refused_conns =
+        metrics_counter("tally_connections_refused_total", "Connections over --max-connections.");
+    return srv;
+}
+
+static int thread_prepare(struct net_server *srv, struct net_thread *t, unsigned i)
+{
+    t->srv = srv;
+    t->index = i;
+    t->listen_fd = listen_socket(srv->cfg);
+    if (t->listen_fd < 0)
+        return t->listen_fd;
+    t->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (t->wake_fd < 0)
+        return -errno;
+    t->mbox = mbox_create(NET_MBOX_SLOTS, mbox_notify_eventfd, (void *)(intptr_t)t->wake_fd);
+    t->conns = xcalloc(NET_FILES_PER_RING, sizeof(*t->conns));
+    tlist_init(&t->head_timeouts, NET_HEAD_TIMEOUT_MS);
+    tlist_init(&t->idle_timeouts, NET_KEEPALIVE_IDLE_MS);
+    t->join_limit = ratelimit_create(srv->cfg->join_rate, srv->cfg->join_rate * 5);
+    return 0;
+}
+
+static int thread_launch(struct net_thread *t)
+{
+    struct thread_start ts = {.t = t};
+    pthread_mutex_init(&ts.mu, NULL);
+    pthread_cond_init(&ts.cv, NULL);
+    int rc = pthread_create(&t->tid, NULL, net_thread_boot, &ts);
+    if (rc != 0)
+        return -rc;
+    pthread_mutex_lock(&ts.mu);
+    while (!ts.done)
+        pthread_cond_wait(&ts.cv, &ts.mu);
+    pthread_mutex_unlock(&ts.mu);
+    pthread_mutex_destroy(&ts.mu);
+    pthread_cond_destroy(&ts.cv);
+    if (ts.rc < 0) {
+        pthread_join(t->tid, NULL);
+        t->tid = 0;
+    }
+    return ts.rc;
+}
+
+int net_server_start(struct net_server *srv)
+{
+    for (unsigned i = 0; i < srv->nthreads; i++) {
+        struct net_thread *t = &srv->threads[i];
+        int rc = thread_prepare(srv, t, i);
+        if (rc == 0)
+            rc = thread_launch(t);
+        if (rc < 0) {
+            log_error("cannot listen on %s:%u (ring %u): %s", srv->cfg->listen_host,
+                      srv->cfg->listen_port, i, strerror(-rc));
+            return rc;
+        }
+    }
+    return 0;
+}
+
+unsigned net_server_rings(const struct net_server *srv)
+{
+    return srv->nthreads;
+}
+
+void net_server_drain(struct net_server *srv)
+{
+    atomic_store(&srv->draining, true);
+}
+
+uint64_t net_server_inflight(const struct net_server *srv)
+{
+    return atomic_load(&srv->inflight);
+}
+
+void net_server_stop(struct net_server *srv)
+{
+    atomic_store(&srv->stopping, true);
+    for (unsigned i = 0; i < srv->nthreads; i++) {
+        struct net_thread *t = &srv->threads[i];
+        if (t->wake_fd > 0)
+            mbox_notify_eventfd((void *)(intptr_t)t->wake_fd);
+    }
+    for (unsigned i = 0; i < srv->nthreads; i++) {
+        struct net_thread *t = &srv->threads[i];
+        if (t->tid)
+            pthread_join(t->tid, NULL);
+        t->tid = 0;
+    }
+}
+
+void net_server_destroy(struct net_server *srv)
+{
+    if (srv == NULL)
+        return;
+    for (unsigned i = 0; i < srv->nthreads; i++) {
+        struct net_thread *t = &srv->threads[i];
+        if (t->conns == NULL)
+            continue;
+        for (uint32_t s = 0; s < NET_FILES_PER_RING; s++) {
+            struct conn *c = &t->conns[s];
+            if (c->parser)
+                http_parser_destroy(c->parser);
+            buf_free(&c->in);
+            out_free_all(c);
+        }
+        struct mbox_msg m;
+        while (mbox_take(t->mbox, &m, 1) == 1)
+            api_req_free(m.ptr);
+        io_uring_queue_exit(&t->ring);
+        mbox_destroy(t->mbox);
+        close(t->wake_fd);
+        close(t->listen_fd);
+        ratelimit_destroy(t->join_limit);
+        free(t->conns);
+        free(t->bufs);
+        free(t->br);
+    }
+    free(srv->threads);
+    free(srv);
+}

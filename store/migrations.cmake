@@ -1,0 +1,17 @@
+# Turns the ordered list of SQL files into a C table:
+#   const struct migration_src migrations_src[] = {{1, "001_init", "...sql..."}, ...};
+set(body "/* Generated from store/migrations/*.sql; do not edit. */\n#include \"store/migrate.h\"\n\nconst struct migration_src migrations_src[] = {\n")
+set(count 0)
+foreach(f ${SQL})
+    get_filename_component(name ${f} NAME_WE)
+    string(REGEX MATCH "^[0-9]+" num ${name})
+    math(EXPR ver "${num}")
+    file(READ ${f} text)
+    string(REPLACE "\\" "\\\\" text "${text}")
+    string(REPLACE "\"" "\\\"" text "${text}")
+    string(REPLACE "\n" "\\n\"\n    \"" text "${text}")
+    string(APPEND body "    {${ver}, \"${name}\",\n    \"${text}\"},\n")
+    math(EXPR count "${count} + 1")
+endforeach()
+string(APPEND body "};\nconst unsigned migrations_count = ${count};\n")
+file(WRITE ${OUT} "${body}")

@@ -1,0 +1,1308 @@
+/*
+ * store.c - the storage actor: a bounded queue of operations and a pool of
+ * writer threads that commit them to PostgreSQL in batches.
+ *
+ * Queue: a ck_ring (MPMC) of struct store_op pointers. Producers enqueue
+ * without a lock; a writer with nothing to do announces itself in `sleepers`
+ * and waits on `work`, and a producer takes the mutex to signal only when it
+ * sees a sleeper, so a busy store costs no lock per operation.
+ *
+ * Batches: a writer takes whatever is queued, up to STORE_BATCH_MAX, and runs
+ * it as ONE transaction: the non-vote operations in submission order (each
+ * sequenced one followed by its event_log row), then all votes in a single
+ * INSERT ... SELECT FROM unnest(...), then one NOTIFY, then COMMIT. No timer
+ * anywhere: a lone operation commits at once, and under load batches grow by
+ * themselves because operations pile up while the previous commit is flushed.
+ * on_done runs on the writer thread after COMMIT returned (synchronous
+ * commit, so the data is on disk) or after the transaction failed, in which
+ * case every operation of the batch is STORE_UNAVAILABLE.
+ *
+ * Ordering: operations taken by different writers commit in any order. A
+ * caller that needs B to commit after A submits B from A's on_done.
+ *
+ * Availability: `connected` counts writers holding a working connection. A
+ * writer whose connection breaks reconnects with backoff; while no writer is
+ * connected store_submit refuses at once and anything still queued completes
+ * as STORE_UNAVAILABLE, so no caller waits on a database that is gone.
+ *
+ * Threads: store_submit and store_available from any thread; the rest from
+ * the thread that owns the store.
+ */
+#include "store/store.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <ck_ring.h>
+#include <jansson.h>
+#include <libpq-fe.h>
+
+#include "core/base.h"
+#include "core/buf.h"
+#include "core/log.h"
+#include "store/migrate.h"
+
+#define STORE_POOL_MAX 64
+#define STORE_RING_SLOTS_MAX (1u << 24)
+#define STORE_BACKOFF_MIN_MS 50
+#define STORE_BACKOFF_MAX_MS 2000
+#define STORE_I64_MAX 24 /* "-9223372036854775808" and NUL */
+#define STORE_ERR_MAX 512
+
+/* to_char pattern for UTC RFC 3339 with milliseconds. */
+#define SQL_TIME(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+
+static_assert(STORE_BATCH_MAX <= UINT16_MAX, "batch indexes fit in 16 bits");
+static_assert(STORE_QUEUE_MAX < STORE_RING_SLOTS_MAX, "the default queue fits the ring");
+static_assert(API_CHOICES_MAX <= UINT8_MAX + 1, "choices are option indexes stored in uint8_t");
+static_assert(STORE_TIME_MAX > sizeof("2026-11-22T07:31:23.123Z"), "room for a timestamp");
+
+/* A vote row returned by the batch INSERT. */
+struct vote_row {
+    int64_t id;
+    int64_t poll_id;
+    int64_t participant_id;
+    const char *key;
+    const char *created_at;
+    bool used;
+};
+
+/* A vote of the batch, with its position to keep the sort stable. */
+struct vote_ref {
+    struct store_op *op;
+    uint32_t idx;
+};
+
+struct store_writer {
+    struct store *store;
+    pthread_t thread;
+    PGconn *conn; /* owned by the writer thread once it runs; NULL while disconnected */
+    unsigned index;
+    struct store_op *batch[STORE_BATCH_MAX];
+    struct vote_ref votes[STORE_BATCH_MAX];
+    struct vote_row rows[STORE_BATCH_MAX];
+    struct buf arr[5]; /* array literals for the vote INSERT, reused batch after batch */
+};
+
+struct store {
+    char *conninfo;
+    char *instance_id;
+    unsigned pool;
+
+    struct ck_ring ring;
+    struct ck_ring_buffer *slots;
+    uint32_t slots_n;   /* a power of two above queue_max: the ring never fills first */
+    uint32_t queue_max; /* the limit callers see */
+    atomic_uint queued; /* admitted and not yet taken by a writer */
+
+    pthread_mutex_t lock;
+    pthread_cond_t work;  /* connected writers with an empty queue wait here */
+    pthread_cond_t retry; /* disconnected writers wait here between attempts */
+    bool closing;         /* under lock: writers exit once the queue is empty */
+    bool running;
+
+    atomic_uint sleepers;   /* writers waiting on `work` */
+    atomic_uint connected;  /* writers holding a working connection */
+    atomic_uint submitting; /* store_submit calls between their check and enqueue */
+    atomic_bool stopping;   /* refuse new operations */
+
+    /* Counters for metrics and tests. */
+    atomic_uint_fast64_t n_batches;
+    atomic_uint_fast64_t n_ops;
+    atomic_uint_fast64_t n_failed_batches;
+    atomic_uint_fast64_t batch_max_seen;
+
+    struct store_writer *writers;
+};
+
+/* ---- small helpers ---------------------------------------------------- */
+
+static void fmt_i64(char out[STORE_I64_MAX], int64_t v)
+{
+    snprintf(out, STORE_I64_MAX, "%" PRId64, v);
+}
+
+static int64_t parse_i64(const char *s)
+{
+    return strtoll(s, NULL, 10);
+}
+
+static void copy_str(char *dst, size_t n, const char *src)
+{
+    snprintf(dst, n, "%s", src ? src : "");
+}
+
+static void sleep_until(struct timespec *ts, unsigned ms)
+{
+    clock_gettime(CLOCK_REALTIME, ts);
+    ts->tv_sec += ms / 1000;
+    ts->tv_nsec += (long)(ms % 1000) * 1000000L;
+    if (ts->tv_nsec >= 1000000000L) {
+        ts->tv_sec++;
+        ts->tv_nsec -= 1000000000L;
+    }
+}
+
+/* The server's message without its trailing newline. */
+static const char *pq_msg(PGconn *c, const PGresult *res, char buf[STORE_ERR_MAX])
+{
+    const char *m = res ? PQresultErrorMessage(res) : "";
+    size_t n;
+
+    if (m[0] == '\0')
+        m = PQerrorMessage(c);
+    n = strlen(m);
+    while (n > 0 && (m[n - 1] == '\n' || m[n - 1] == ' '))
+        n--;
+    snprintf(buf, STORE_ERR_MAX, "%.*s", (int)n, m);
+    /* libpq's messages span lines; a log entry is one line. */
+    for (char *p = buf; *p; p++) {
+        if (*p == '\n' || *p == '\t')
+            *p = ' ';
+    }
+    return buf;
+}
+
+static const char *kind_name(enum poll_kind k)
+{
+    switch (k) {
+    case POLL_SINGLE:
+        return "single";
+    case POLL_MULTI:
+        return "multi";
+    case POLL_RATING:
+        return "rating";
+    }
+    TALLY_ASSERT(!"unknown poll kind");
+    return NULL;
+}
+
+static bool kind_parse(const char *s, enum poll_kind *out)
+{
+    static const enum poll_kind kinds[] = {POLL_SINGLE, POLL_MULTI, POLL_RATING};
+
+    for (size_t i = 0; i < ARRAY_LEN(kinds); i++) {
+        if (strcmp(s, kind_name(kinds[i])) == 0) {
+            *out = kinds[i];
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Parses a smallint[] in text form, "{0,2}", into option indexes. */
+static bool parse_choices(const char *s, uint8_t out[API_CHOICES_MAX], uint32_t *n)
+{
+    *n = 0;
+    if (*s++ != '{')
+        return false;
+    if (*s == '}')
+        return s[1] == '\0';
+    for (;;) {
+        char *end;
+        long v = strtol(s, &end, 10);
+
+        if (end == s || v < 0 || v > UINT8_MAX || *n >= API_CHOICES_MAX)
+            return false;
+        out[(*n)++] = (uint8_t)v;
+        s = end;
+        if (*s == '}')
+            return s[1] == '\0';
+        if (*s++ != ',')
+            return false;
+    }
+}
+
+/* Appends one quoted element of a text[] literal: "a\"b". Quoting every
+ * element makes commas, braces, spaces and the word NULL plain text. */
+static void append_text_elem(struct buf *b, const char *s)
+{
+    buf_append(b, "\"", 1);
+    for (const char *p = s; *p; p++) {
+        if (*p == '"' || *p == '\\')
+            buf_append(b, "\\", 1);
+        buf_append(b, p, 1);
+    }
+    buf_append(b, "\"", 1);
+}
+
+/* Appends a smallint[] literal, {0,2}. */
+static void append_choices(struct buf *b, const uint8_t *choices, uint32_t n)
+{
+    TALLY_ASSERT(n <= API_CHOICES_MAX);
+    buf_append(b, "{", 1);
+    for (uint32_t i = 0; i < n; i++)
+        buf_printf(b, i ? ",%u" : "%u", (unsigned)choices[i]);
+    buf_append(b, "}", 1);
+}
+
+/* Runs sql with text parameters. Returns the result when its status is want,
+ * else NULL, with the failure logged. */
+static PGresult *db_exec(PGconn *c, const char *what, const char *sql, int n, const char *const *params,
+                         ExecStatusType want)
+{
+    PGresult *res = PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
+    char err[STORE_ERR_MAX];
+
+    if (PQresultStatus(res) == want)
+        return res;
+    log_warn("store: %s failed: %s", what, pq_msg(c, res, err));
+    PQclear(res);
+    return NULL;
+}
+
+static bool db_command(PGconn *c, const char *what, const char *sql)
+{
+    PGresult *res = db_exec(c, what, sql, 0, NULL, PGRES_COMMAND_OK);
+
+    PQclear(res);
+    return res != NULL;
+}
+
+/* ---- operations ------------------------------------------------------- */
+
+static bool run_session_create(PGconn *c, struct store_op *op)
+{
+    const char *p[3] = {op->code, op->text ? op->text : "", op->token_hash};
+    PGresult *res = db_exec(c, "session create",
+                            "INSERT INTO sessions(code, title, presenter_token_hash) VALUES ($1, $2, $3) "
+                            "ON CONFLICT (code) DO NOTHING RETURNING id, " SQL_TIME("created_at"),
+                            3, p, PGRES_TUPLES_OK);
+
+    if (res == NULL)
+        return false;
+    if (PQntuples(res) == 0) {
+        op->status = STORE_CONFLICT;
+    } else {
+        op->id = op->session_id = parse_i64(PQgetvalue(res, 0, 0));
+        copy_str(op->created_at, sizeof(op->created_at), PQgetvalue(res, 0, 1));
+    }
+    PQclear(res);
+    return true;
+}
+
+static bool run_participant_create(PGconn *c, struct store_op *op)
+{
+    char sid[STORE_I64_MAX];
+    const char *p[3] = {sid, op->text, op->token_hash}; /* a NULL name is SQL NULL */
+    PGresult *res;
+
+    fmt_i64(sid, op->session_id);
+    res = db_exec(c, "participant create",
+                  "INSERT INTO participants(session_id, name, token_hash) VALUES ($1, $2, $3) "
+                  "ON CONFLICT (token_hash) DO NOTHING RETURNING id, " SQL_TIME("created_at"),
+                  3, p, PGRES_TUPLES_OK);
+    if (res == NULL)
+        return false;
+    if (PQntuples(res) == 0) {
+        op->status = STORE_CONFLICT;
+    } else {
+        op->id = parse_i64(PQgetvalue(res, 0, 0));
+        copy_str(op->created_at, sizeof(op->created_at), PQgetvalue(res, 0, 1));
+    }
+    PQclear(res);
+    return true;
+}
+
+/* The options as a compact JSON array of strings, malloc'd. */
+static char *options_json(const struct api_poll_spec *spec)
+{
+    json_t *arr = json_array();
+    char *out;
+
+    TALLY_ASSERT(arr != NULL);
+    for (uint32_t i = 0; i < spec->n_options; i++) {
+        json_t *str = json_string(spec->options[i]);
+
+        /* The strings came out of the JSON parser, so they are valid UTF-8. */
+        TALLY_ASSERT(str != NULL);
+        json_array_append_new(arr, str);
+    }
+    out = json_dumps(arr, JSON_COMPACT);
+    TALLY_ASSERT(out != NULL);
+    json_decref(arr);
+    return out;
+}
+
+static bool run_poll_create(PGconn *c, struct store_op *op)
+{
+    char sid[STORE_I64_MAX], maxc[STORE_I64_MAX];
+    char *options = options_json(&op->poll);
+    const char *p[5] = {sid, op->poll.question, kind_name(op->poll.kind), options, maxc};
+    PGresult *res;
+
+    fmt_i64(sid, op->session_id);
+    fmt_i64(maxc, op->poll.max_choices);
+    res = db_exec(c, "poll create",
+                  "INSERT INTO polls(session_id, question, kind, options, max_choices) "
+                  "VALUES ($1, $2, $3, $4::jsonb, $5) RETURNING id, " SQL_TIME("created_at"),
+                  5, p, PGRES_TUPLES_OK);
+    free(options);
+    if (res == NULL)
+        return false;
+    TALLY_ASSERT(PQntuples(res) == 1);
+    op->id = parse_i64(PQgetvalue(res, 0, 0));
+    copy_str(op->created_at, sizeof(op->created_at), PQgetvalue(res, 0, 1));
+    PQclear(res);
+    return true;
+}
+
+/* POLL_OPEN, POLL_CLOSE and SESSION_CLOSE: a state change stamped with its
+ * time, which comes back in created_at. No row: STORE_NOT_FOUND. */
+static bool run_state_change(PGconn *c, struct store_op *op)
+{
+    char sid[STORE_I64_MAX], pid[STORE_I64_MAX];
+    const char *p[2] = {sid, pid};
+    const char *sql;
+    int n = 2;
+    PGresult *res;
+
+    fmt_i64(sid, op->session_id);
+    fmt_i64(pid, op->id);
+    if (op->kind == STORE_POLL_OPEN) {
+        sql = "UPDATE polls SET state = 'open', opened_at = now() WHERE session_id = $1 AND id = $2 "
+              "RETURNING " SQL_TIME("opened_at");
+    } else if (op->kind == STORE_POLL_CLOSE) {
+        sql = "UPDATE polls SET state = 'closed', closed_at = now() WHERE session_id = $1 AND id = $2 "
+              "RETURNING " SQL_TIME("closed_at");
+    } else {
+        TALLY_ASSERT(op->kind == STORE_SESSION_CLOSE);
+        sql = "UPDATE sessions SET state = 'closed', closed_at = now() WHERE id = $1 "
+              "RETURNING " SQL_TIME("closed_at");
+        n = 1;
+    }
+    res = db_exec(c, "state change", sql, n, p, PGRES_TUPLES_OK);
+    if (res == NULL)
+        return false;
+    if (PQntuples(res) == 0)
+        op->status = STORE_NOT_FOUND;
+    else
+        copy_str(op->created_at, sizeof(op->created_at), PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return true;
+}
+
+/* Fills v from a row of (id, session_id, poll_id, choices, created_at). */
+static bool vote_from_row(const PGresult *res, int row, struct store_vote *v)
+{
+    v->id = parse_i64(PQgetvalue(res, row, 0));
+    v->session_id = parse_i64(PQgetvalue(res, row, 1));
+    v->poll_id = parse_i64(PQgetvalue(res, row, 2));
+    copy_str(v->created_at, sizeof(v->created_at), PQgetvalue(res, row, 4));
+    if (!parse_choices(PQgetvalue(res, row, 3), v->choices, &v->n_choices)) {
+        log_error("store: vote %" PRId64 " has malformed choices %s", v->id, PQgetvalue(res, row, 3));
+        return false;
+    }
+    return true;
+}
+
+/*
+ * Finds the vote of v->participant_id with v->idem_key (by_key) or the vote
+ * of v->participant_id on v->poll_id; when found, overwrites v with it.
+ * Returns 1 found, 0 not found, -1 failure.
+ */
+static int vote_find(PGconn *c, struct store_vote *v, bool by_key)
+{
+    char part[STORE_I64_MAX], poll[STORE_I64_MAX];
+    const char *p[2] = {part, by_key ? v->idem_key : poll};
+    PGresult *res;
+    int found;
+
+    fmt_i64(part, v->participant_id);
+    fmt_i64(poll, v->poll_id);
+    res = db_exec(c, "vote lookup",
+                  by_key ? "SELECT id, session_id, poll_id, choices::text, " SQL_TIME("created_at") ", idem_key "
+                           "FROM votes WHERE participant_id = $1 AND idem_key = $2"
+                         : "SELECT id, session_id, poll_id, choices::text, " SQL_TIME("created_at") ", idem_key "
+                           "FROM votes WHERE participant_id = $1 AND poll_id = $2",
+                  2, p, PGRES_TUPLES_OK);
+    if (res == NULL)
+        return -1;
+    found = PQntuples(res) > 0;
+    if (found) {
+        if (!vote_from_row(res, 0, v))
+            found = -1;
+        copy_str(v->idem_key, sizeof(v->idem_key), PQgetvalue(res, 0, 5));
+    }
+    PQclear(res);
+    return found;
+}
+
+static bool run_vote_lookup(PGconn *c, struct store_op *op)
+{
+    int found = vote_find(c, &op->vote, true);
+
+    if (found < 0)
+        return false;
+    if (found == 0)
+        op->status = STORE_NOT_FOUND;
+    return true;
+}
+
+/* ---- events ----------------------------------------------------------- */
+
+static const char *event_type(enum store_op_kind k)
+{
+    switch (k) {
+    case STORE_POLL_CREATE:
+        return "poll.created";
+    case STORE_POLL_OPEN:
+        return "poll.opened";
+    case STORE_POLL_CLOSE:
+        return "poll.closed";
+    case STORE_SESSION_CLOSE:
+        return "session.closed";
+    default:
+        return NULL;
+    }
+}
+
+/*
+ * Gives op the next seq of its session and writes its event_log row.
+ *
+ * The UPDATE takes the session row's lock and holds it until COMMIT. Another
+ * transaction (another writer here, or another instance) that sequences an
+ * event of the same session blocks on that lock and, once we commit, reads
+ * our new seq and adds one; if we roll back, it reads the old value. So seqs
+ * of a session are gap-free and unique, and event_log rows of a session
+ * become visible in seq order. The primary key (session_id, seq) would turn
+ * any violation of this into an error instead of a silent duplicate.
+ */
+static bool append_event(struct store *s, PGconn *c, struct store_op *op)
+{
+    char sid[STORE_I64_MAX], seq[STORE_I64_MAX];
+    const char *p[5] = {sid, seq, event_type(op->kind), NULL, s->instance_id};
+    PGresult *res;
+
+    fmt_i64(sid, op->session_id);
+    res = db_exec(c, "seq", "UPDATE sessions SET seq = seq + 1 WHERE id = $1 RETURNING seq", 1, p,
+                  PGRES_TUPLES_OK);
+    if (res == NULL)
+        return false;
+    if (PQntuples(res) != 1) {
+        log_warn("store: sequencing an event of unknown session %" PRId64, op->session_id);
+        PQclear(res);
+        return false;
+    }
+    op->seq = parse_i64(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    fmt_i64(seq, op->seq);
+    p[3] = op->event(op);
+    TALLY_ASSERT(p[3] != NULL);
+    res = db_exec(c, "event_log insert",
+                  "INSERT INTO event_log(session_id, seq, type, payload, instance_id) "
+                  "VALUES ($1, $2, $3, $4::jsonb, $5)",
+                  5, p, PGRES_COMMAND_OK);
+    free((char *)p[3]);
+    PQclear(res);
+    return res != NULL;
+}
+
+static bool locks_session(const struct store_op *op)
+{
+    return op->kind == STORE_POLL_CREATE || op->kind == STORE_POLL_OPEN || op->kind == STORE_POLL_CLOSE ||
+           op->kind == STORE_SESSION_CLOSE;
+}
+
+/*
+ * Locks, in ascending id order, every session row the batch will change.
+ * Without it two batches could take the same rows in opposite orders (poll
+ * rows, then the session row for seq) and deadlock; with it every batch
+ * waits for the others in one global order. FOR NO KEY UPDATE is what the
+ * seq UPDATE takes anyway and, unlike FOR UPDATE, does not block inserts of
+ * participants, polls or events that merely reference the session.
+ */
+static bool lock_sessions(struct store_writer *w, unsigned n)
+{
+    struct buf *b = &w->arr[0];
+    const char *p[1];
+    PGresult *res;
+    bool any = false;
+
+    buf_reset(b);
+    buf_append(b, "{", 1);
+    for (unsigned i = 0; i < n; i++) {
+        if (!locks_session(w->batch[i]))
+            continue;
+        buf_printf(b, any ? ",%" PRId64 : "%" PRId64, w->batch[i]->session_id);
+        any = true;
+    }
+    buf_append(b, "}", 1);
+    if (!any)
+        return true;
+    p[0] = b->data;
+    res = db_exec(w->conn, "session lock",
+                  "SELECT id FROM sessions WHERE id = ANY($1::bigint[]) ORDER BY id FOR NO KEY UPDATE", 1, p,
+                  PGRES_TUPLES_OK);
+    PQclear(res);
+    return res != NULL;
+}
+
+/* ---- votes ------------------------------------------------------------ */
+
+static int cmp_i64(int64_t a, int64_t b)
+{
+    return (a > b) - (a < b);
+}
+
+/* By participant, then poll, then arrival: every batch inserts one
+ * participant's rows in the same order, so two batches holding conflicting
+ * votes wait for each other in one direction only. */
+static int cmp_vote_ref(const void *pa, const void *pb)
+{
+    const struct vote_ref *a = pa, *b = pb;
+    int c = cmp_i64(a->op->vote.participant_id, b->op->vote.participant_id);
+
+    if (c == 0)
+        c = cmp_i64(a->op->vote.poll_id, b->op->vote.poll_id);
+    return c ? c : cmp_i64(a->idx, b->idx);
+}
+
+static int cmp_vote_row(const void *pa, const void *pb)
+{
+    const struct vote_row *a = pa, *b = pb;
+    int c = cmp_i64(a->participant_id, b->participant_id);
+
+    return c ? c : cmp_i64(a->poll_id, b->poll_id);
+}
+
+static void build_vote_arrays(struct store_writer *w, unsigned n)
+{
+    for (unsigned a = 0; a < ARRAY_LEN(w->arr); a++) {
+        buf_reset(&w->arr[a]);
+        buf_append(&w->arr[a], "{", 1);
+    }
+    for (unsigned i = 0; i < n; i++) {
+        const struct store_vote *v = &w->votes[i].op->vote;
+        const char *sep = i ? "," : "";
+
+        buf_printf(&w->arr[0], "%s%" PRId64, sep, v->session_id);
+        buf_printf(&w->arr[1], "%s%" PRId64, sep, v->poll_id);
+        buf_printf(&w->arr[2], "%s%" PRId64, sep, v->participant_id);
+        buf_append_str(&w->arr[3], sep);
+        buf_append(&w->arr[3], "\"", 1);
+        append_choices(&w->arr[3], v->choices, v->n_choices);
+        buf_append(&w->arr[3], "\"", 1);
+        buf_append_str(&w->arr[4], sep);
+        append_text_elem(&w->arr[4], v->idem_key);
+    }
+    for (unsigned a = 0; a < ARRAY_LEN(w->arr); a++)
+        buf_append(&w->arr[a], "}", 1);
+}
+
+/* Marks the votes whose rows came back as STORE_OK; returns how many did. */
+static unsigned match_inserted(struct store_writer *w, unsigned n, const PGresult *res)
+{
+    unsigned rows = (unsigned)PQntuples(res), r = 0, matched = 0;
+
+    TALLY_ASSERT(rows <= n);
+    for (unsigned i = 0; i < rows; i++) {
+        w->rows[i] = (struct vote_row){
+            .id = parse_i64(PQgetvalue(res, (int)i, 0)),
+            .poll_id = parse_i64(PQgetvalue(res, (int)i, 1)),
+            .participant_id = parse_i64(PQgetvalue(res, (int)i, 2)),
+            .key = PQgetvalue(res, (int)i, 3),
+            .created_at = PQgetvalue(res, (int)i, 4),
+        };
+    }
+    qsort(w->rows, rows, sizeof(w->rows[0]), cmp_vote_row);
+    /* Both lists are sorted by (participant, poll); a row is unique per pair. */
+    for (unsigned i = 0; i < n; i++) {
+        struct store_op *op = w->votes[i].op;
+        struct vote_row *row;
+
+        while (r < rows && (w->rows[r].participant_id < op->vote.participant_id ||
+                            (w->rows[r].participant_id == op->vote.participant_id &&
+                             w->rows[r].poll_id < op->vote.poll_id)))
+            r++;
+        row = r < rows ? &w->rows[r] : NULL;
+        op->status = STORE_UNAVAILABLE; /* not inserted: resolved by the caller */
+        if (row && !row->used && row->participant_id == op->vote.participant_id &&
+            row->poll_id == op->vote.poll_id && strcmp(row->key, op->vote.idem_key) == 0) {
+            row->used = true;
+            op->status = STORE_OK;
+            op->vote.id = row->id;
+            op->id = row->id;
+            copy_str(op->vote.created_at, sizeof(op->vote.created_at), row->created_at);
+            copy_str(op->created_at, sizeof(op->created_at), row->created_at);
+            matched++;
+        }
+    }
+    TALLY_ASSERT(matched == rows);
+    return matched;
+}
+
+/* A vote that was not inserted repeats a key (DUPLICATE, with the original)
+ * or is a second vote on the poll (CONFLICT). */
+static bool resolve_not_inserted(PGconn *c, struct store_op *op)
+{
+    struct store_vote v = op->vote;
+    int found = vote_find(c, &v, true);
+
+    if (found > 0) {
+        op->vote = v;
+        op->status = STORE_DUPLICATE;
+        return true;
+    }
+    if (found == 0)
+        found = vote_find(c, &v, false);
+    if (found > 0) {
+        op->status = STORE_CONFLICT;
+        return true;
+    }
+    if (found == 0)
+        log_error("store: vote of participant %" PRId64 " on poll %" PRId64 " neither stored nor conflicting",
+                  op->vote.participant_id, op->vote.poll_id);
+    return false;
+}
+
+static bool insert_votes(struct store_writer *w, unsigned n)
+{
+    const char *p[5];
+    PGresult *res;
+    unsigned inserted;
+
+    qsort(w->votes, n, sizeof(w->votes[0]), cmp_vote_ref);
+    build_vote_arrays(w, n);
+    for (unsigned a = 0; a < ARRAY_LEN(p); a++)
+        p[a] = w->arr[a].data;
+    res = db_exec(w->conn, "vote insert",
+                  "INSERT INTO votes(session_id, poll_id, participant_id, choices, idem_key) "
+                  "SELECT s, p, pa, c::smallint[], k "
+                  "FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::text[]) "
+                  "AS t(s, p, pa, c, k) "
+                  "ON CONFLICT DO NOTHING "
+                  "RETURNING id, poll_id, participant_id, idem_key, " SQL_TIME("created_at"),
+                  5, p, PGRES_TUPLES_OK);
+    if (res == NULL)
+        return false;
+    inserted = match_inserted(w, n, res);
+    PQclear(res);
+    for (unsigned i = 0; inserted < n && i < n; i++) {
+        if (w->votes[i].op->status == STORE_UNAVAILABLE && !resolve_not_inserted(w->conn, w->votes[i].op))
+            return false;
+    }
+    return true;
+}
+
+/* ---- batches ---------------------------------------------------------- */
+
+static bool run_op(struct store_writer *w, struct store_op *op)
+{
+    switch (op->kind) {
+    case STORE_SESSION_CREATE:
+        return run_session_create(w->conn, op);
+    case STORE_PARTICIPANT_CREATE:
+        return run_participant_create(w->conn, op);
+    case STORE_POLL_CREATE:
+        return run_poll_create(w->conn, op);
+    case STORE_POLL_OPEN:
+    case STORE_POLL_CLOSE:
+    case STORE_SESSION_CLOSE:
+        return run_state_change(w->conn, op);
+    case STORE_VOTE_LOOKUP:
+        return run_vote_lookup(w->conn, op);
+    case STORE_VOTE:
+        break;
+    }
+    TALLY_ASSERT(!"run_op: votes are inserted together");
+    return false;
+}
+
+/* The batch's transaction. false: it failed and must be rolled back. */
+static bool run_batch(struct store_writer *w, unsigned n)
+{
+    unsigned n_votes = 0, n_events = 0;
+    PGresult *res;
+    bool committed;
+
+    if (!db_command(w->conn, "BEGIN", "BEGIN") || !lock_sessions(w, n))
+        return false;
+    for (unsigned i = 0; i < n; i++) {
+        struct store_op *op = w->batch[i];
+
+        op->status = STORE_OK;
+        if (op->kind == STORE_VOTE) {
+            /* Callers may fill either session id; both name the same session. */
+            if (op->vote.session_id == 0)
+                op->vote.session_id = op->session_id;
+            op->session_id = op->vote.session_id;
+            w->votes[n_votes] = (struct vote_ref){op, n_votes};
+            n_votes++;
+            continue;
+        }
+        if (!run_op(w, op))
+            return false;
+        if (op->event != NULL && op->status == STORE_OK) {
+            if (!append_event(w->store, w->conn, op))
+                return false;
+            n_events++;
+        }
+    }
+    if (n_votes > 0 && !insert_votes(w, n_votes))
+        return false;
+    /* One NOTIFY per batch: it serialises commits cluster-wide, per row it
+     * would halve throughput. Listeners read event_log, not the payload. */
+    if (n_events > 0 && !db_command(w->conn, "NOTIFY", "NOTIFY tally_events"))
+        return false;
+    res = db_exec(w->conn, "COMMIT", "COMMIT", 0, NULL, PGRES_COMMAND_OK);
+    /* An aborted transaction answers COMMIT with "ROLLBACK". */
+    committed = res != NULL && strcmp(PQcmdStatus(res), "COMMIT") == 0;
+    PQclear(res);
+    return committed;
+}
+
+static void writer_disconnect(struct store_writer *w)
+{
+    PQfinish(w->conn);
+    w->conn = NULL;
+    atomic_fetch_sub(&w->store->connected, 1);
+    log_warn("store: writer %u lost its database connection", w->index);
+}
+
+static void complete_batch(struct store_writer *w, unsigned n)
+{
+    struct store *s = w->store;
+    bool ok = run_batch(w, n);
+
+    if (!ok) {
+        if (PQstatus(w->conn) == CONNECTION_BAD || !db_command(w->conn, "ROLLBACK", "ROLLBACK") ||
+            PQstatus(w->conn) == CONNECTION_BAD)
+            writer_disconnect(w);
+        for (unsigned i = 0; i < n; i++)
+            w->batch[i]->status = STORE_UNAVAILABLE;
+        atomic_fetch_add(&s->n_failed_batches, 1);
+    }
+    atomic_fetch_add(&s->n_batches, 1);
+    atomic_fetch_add(&s->n_ops, n);
+    if (n > atomic_load(&s->batch_max_seen))
+        atomic_store(&s->batch_max_seen, n); /* only writers race here; a lost max is harmless */
+    /* on_done may free the op: nothing touches it afterwards. */
+    for (unsigned i = 0; i < n; i++)
+        w->batch[i]->on_done(w->batch[i]);
+}
+
+/* ---- queue and writer threads ----------------------------------------- */
+
+static unsigned dequeue_batch(struct store *s, struct store_op **batch)
+{
+    unsigned n = 0;
+
+    while (n < STORE_BATCH_MAX && ck_ring_dequeue_mpmc(&s->ring, s->slots, &batch[n]))
+        n++;
+    if (n > 0)
+        atomic_fetch_sub(&s->queued, n);
+    return n;
+}
+
+static bool queue_empty(struct store *s)
+{
+    return ck_ring_size(&s->ring) == 0;
+}
+
+/* Completes everything queued as STORE_UNAVAILABLE (no writer is connected). */
+static void fail_queued(struct store_writer *w)
+{
+    unsigned n;
+
+    while ((n = dequeue_batch(w->store, w->batch)) > 0) {
+        for (unsigned i = 0; i < n; i++) {
+            w->batch[i]->status = STORE_UNAVAILABLE;
+            w->batch[i]->on_done(w->batch[i]);
+        }
+    }
+}
+
+/* Waits for work; returns the batch size, 0 when the store is closing and
+ * the queue is drained. */
+static unsigned writer_take(struct store_writer *w)
+{
+    struct store *s = w->store;
+    unsigned n = dequeue_batch(s, w->batch);
+
+    if (n > 0)
+        return n;
+    pthread_mutex_lock(&s->lock);
+    for (;;) {
+        n = dequeue_batch(s, w->batch);
+        if (n > 0 || s->closing)
+            break;
+        atomic_fetch_add(&s->sleepers, 1);
+        /* Pairs with the fence in store_submit: either the producer sees us
+         * in sleepers and signals under the lock, or we see its op here. */
+        atomic_thread_fence(memory_order_seq_cst);
+        if (queue_empty(s))
+            pthread_cond_wait(&s->work, &s->lock);
+        atomic_fetch_sub(&s->sleepers, 1);
+    }
+    pthread_mutex_unlock(&s->lock);
+    return n;
+}
+
+/* Server notices (a WARNING on a redundant ROLLBACK, say) go to our log at
+ * debug level rather than raw to stderr. */
+static void on_notice(void *arg, const char *message)
+{
+    char buf[STORE_ERR_MAX];
+    size_t n = strlen(message);
+
+    (void)arg;
+    while (n > 0 && message[n - 1] == '\n')
+        n--;
+    snprintf(buf, sizeof(buf), "%.*s", (int)n, message);
+    log_debug("store: server notice: %s", buf);
+}
+
+static PGconn *db_connect(const char *conninfo, bool quiet)
+{
+    PGconn *c = PQconnectdb(conninfo);
+    char err[STORE_ERR_MAX];
+
+    if (PQstatus(c) != CONNECTION_OK) {
+        if (!quiet)
+            log_error("store: cannot connect to the database: %s", pq_msg(c, NULL, err));
+        PQfinish(c);
+        return NULL;
+    }
+    PQsetNoticeProcessor(c, on_notice, NULL);
+    /* We acknowledge only what is on disk, whatever the server's default. */
+    if (!db_command(c, "synchronous_commit", "SET synchronous_commit = on")) {
+        PQfinish(c);
+        return NULL;
+    }
+    return c;
+}
+
+/*
+ * Sleeps out the backoff (failing queued operations meanwhile if nobody can
+ * commit them), then tries once to connect. false: the store is closing.
+ */
+static bool writer_reconnect(struct store_writer *w, unsigned *backoff_ms)
+{
+    struct store *s = w->store;
+    struct timespec deadline;
+    bool closing;
+
+    sleep_until(&deadline, *backoff_ms);
+    pthread_mutex_lock(&s->lock);
+    while (!s->closing) {
+        if (atomic_load(&s->connected) == 0 && !queue_empty(s)) {
+            pthread_mutex_unlock(&s->lock);
+            fail_queued(w);
+            pthread_mutex_lock(&s->lock);
+            continue;
+        }
+        if (pthread_cond_timedwait(&s->retry, &s->lock, &deadline) == ETIMEDOUT)
+            break;
+    }
+    closing = s->closing;
+    pthread_mutex_unlock(&s->lock);
+    if (closing) {
+        if (atomic_load(&s->connected) == 0)
+            fail_queued(w);
+        return false;
+    }
+    w->conn = db_connect(s->conninfo, true);
+    if (w->conn == NULL) {
+        *backoff_ms = *backoff_ms * 2 > STORE_BACKOFF_MAX_MS ? STORE_BACKOFF_MAX_MS : *backoff_ms * 2;
+        return true;
+    }
+    atomic_fetch_add(&s->connected, 1);
+    *backoff_ms = STORE_BACKOFF_MIN_MS;
+    log_info("store: writer %u reconnected to the database", w->index);
+    return true;
+}
+
+static void *writer_main(void *arg)
+{
+    struct store_writer *w = arg;
+    unsigned backoff_ms = STORE_BACKOFF_MIN_MS;
+
+    for (;;) {
+        unsigned n;
+
+        if (w->conn == NULL) {
+            if (!writer_reconnect(w, &backoff_ms))
+                break;
+            continue;
+        }
+        n = writer_take(w);
+        if (n == 0)
+            break;
+        complete_batch(w, n);
+    }
+    return NULL;
+}
+
+/* Signals a writer when one sleeps; the lock orders the signal after its wait. */
+static void wake_writers(struct store *s)
+{
+    if (atomic_load(&s->sleepers) > 0) {
+        pthread_mutex_lock(&s->lock);
+        pthread_cond_signal(&s->work);
+        pthread_mutex_unlock(&s->lock);
+    }
+    if (atomic_load(&s->connected) == 0) {
+        pthread_mutex_lock(&s->lock);
+        pthread_cond_broadcast(&s->retry);
+        pthread_mutex_unlock(&s->lock);
+    }
+}
+
+/* ---- public API ------------------------------------------------------- */
+
+struct store *store_create(const struct store_config *cfg)
+{
+    struct store *s;
+    uint32_t want;
+
+    TALLY_ASSERT(cfg != NULL && cfg->conninfo != NULL);
+    TALLY_ASSERT(cfg->pool >= 1 && cfg->pool <= STORE_POOL_MAX);
+    want = cfg->queue_max ? cfg->queue_max : STORE_QUEUE_MAX;
+    TALLY_ASSERT(want < STORE_RING_SLOTS_MAX);
+    s = xcalloc(1, sizeof(*s));
+    s->conninfo = xstrdup(cfg->conninfo);
+    s->instance_id = xstrdup(cfg->instance_id ? cfg->instance_id : "");
+    s->pool = cfg->pool;
+    s->queue_max = want;
+    /* A ck_ring of N slots holds N - 1 entries. */
+    s->slots_n = 2;
+    while (s->slots_n < want + 1)
+        s->slots_n *= 2;
+    TALLY_ASSERT(IS_POW2(s->slots_n));
+    s->slots = xcalloc(s->slots_n, sizeof(*s->slots));
+    ck_ring_init(&s->ring, s->slots_n);
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_cond_init(&s->work, NULL);
+    pthread_cond_init(&s->retry, NULL);
+    s->writers = xcalloc(s->pool, sizeof(*s->writers));
+    for (unsigned i = 0; i < s->pool; i++) {
+        s->writers[i].store = s;
+        s->writers[i].index = i;
+    }
+    return s;
+}
+
+static int migrate_once(const char *conninfo)
+{
+    PGconn *c = db_connect(conninfo, false);
+    int rc;
+
+    if (c == NULL)
+        return -EIO;
+    rc = migrate_apply(c);
+    PQfinish(c);
+    return rc;
+}
+
+int store_migrate(const char *conninfo)
+{
+    TALLY_ASSERT(conninfo != NULL);
+    return migrate_once(conninfo);
+}
+
+/* Closes the queue to writers and joins the first n of them. */
+static void join_writers(struct store *s, unsigned n)
+{
+    pthread_mutex_lock(&s->lock);
+    s->closing = true;
+    pthread_cond_broadcast(&s->work);
+    pthread_cond_broadcast(&s->retry);
+    pthread_mutex_unlock(&s->lock);
+    for (unsigned i = 0; i < n; i++)
+        pthread_join(s->writers[i].thread, NULL);
+    for (unsigned i = 0; i < s->pool; i++) {
+        PQfinish(s->writers[i].conn);
+        s->writers[i].conn = NULL;
+    }
+    atomic_store(&s->connected, 0);
+}
+
+int store_start(struct store *s)
+{
+    unsigned up = 0;
+    int rc;
+
+    TALLY_ASSERT(!s->running && !s->closing);
+    if (migrate_once(s->conninfo) < 0) {
+        log_error("store: the database is unreachable or its schema cannot be migrated");
+        return -EIO;
+    }
+    for (unsigned i = 0; i < s->pool; i++) {
+        s->writers[i].conn = db_connect(s->conninfo, false);
+        up += s->writers[i].conn != NULL;
+    }
+    if (up == 0) {
+        log_error("store: no writer could connect to the database");
+        return -EIO;
+    }
+    atomic_store(&s->connected, up);
+    for (unsigned i = 0; i < s->pool; i++) {
+        rc = pthread_create(&s->writers[i].thread, NULL, writer_main, &s->writers[i]);
+        if (rc != 0) {
+            log_error("store: cannot start writer thread: %s", strerror(rc));
+            join_writers(s, i);
+            return -rc;
+        }
+    }
+    s->running = true;
+    log_info("store: %u of %u writers connected", up, s->pool);
+    return 0;
+}
+
+bool store_submit(struct store *s, struct store_op *op)
+{
+    bool ok = false;
+
+    TALLY_ASSERT(op != NULL && op->on_done != NULL);
+    TALLY_ASSERT(op->event == NULL || event_type(op->kind) != NULL);
+    if (op->kind == STORE_VOTE) {
+        TALLY_ASSERT(op->vote.n_choices <= API_CHOICES_MAX);
+        TALLY_ASSERT(strnlen(op->vote.idem_key, sizeof(op->vote.idem_key)) <= API_IDEM_KEY_MAX);
+    } else if (op->kind == STORE_POLL_CREATE) {
+        TALLY_ASSERT(op->poll.question != NULL);
+        TALLY_ASSERT(op->poll.n_options <= API_OPTIONS_MAX);
+    }
+    atomic_fetch_add(&s->submitting, 1);
+    /* Pairs with store_stop: it sets stopping, then waits for submitting to
+     * reach zero, so no op slips in after the writers were told to drain. */
+    if (!atomic_load(&s->stopping) && atomic_load(&s->connected) > 0) {
+        /* Admission is counted apart from the ring so the limit is exactly
+         * queue_max, not the ring's power of two. */
+        if (atomic_fetch_add(&s->queued, 1) < s->queue_max)
+            ok = ck_ring_enqueue_mpmc(&s->ring, s->slots, op);
+        if (!ok)
+            atomic_fetch_sub(&s->queued, 1);
+    }
+    if (ok) {
+        /* Pairs with the fence in writer_take (see there). */
+        atomic_thread_fence(memory_order_seq_cst);
+        wake_writers(s);
+    }
+    atomic_fetch_sub(&s->submitting, 1);
+    return ok;
+}
+
+bool store_available(const struct store *s)
+{
+    return atomic_load(&s->connected) > 0;
+}
+
+/* ---- loading ---------------------------------------------------------- */
+
+typedef int (*load_row_fn)(const struct store_loader *l, const PGresult *res, int r);
+
+static int load_session(const struct store_loader *l, const PGresult *res, int r)
+{
+    struct store_session_row row = {
+        .id = parse_i64(PQgetvalue(res, r, 0)),
+        .code = PQgetvalue(res, r, 1),
+        .title = PQgetvalue(res, r, 2),
+        .closed = strcmp(PQgetvalue(res, r, 3), "closed") == 0,
+        .token_hash = PQgetvalue(res, r, 4),
+        .seq = parse_i64(PQgetvalue(res, r, 5)),
+        .created_at = PQgetvalue(res, r, 6),
+    };
+
+    l->on_session(l->arg, &row);
+    return 0;
+}
+
+static bool poll_state_parse(const char *s, int *out)
+{
+    static const char *const names[] = {"draft", "open", "closed"};
+
+    for (int i = 0; i < (int)ARRAY_LEN(names); i++) {
+        if (strcmp(s, names[i]) == 0) {
+            *out = i;
+            return true;
+        }
+    }
+    return false;
+}
+
+static int load_poll(const struct store_loader *l, const PGresult *res, int r)
+{
+    struct store_poll_row row = {
+        .id = parse_i64(PQgetvalue(res, r, 0)),
+        .session_id = parse_i64(PQgetvalue(res, r, 1)),
+        .question = PQgetvalue(res, r, 2),
+        .max_choices = (uint32_t)strtoul(PQgetvalue(res, r, 5), NULL, 10),
+    };
+    json_t *opts = json_loads(PQgetvalue(res, r, 4), 0, NULL);
+    int rc = -EIO;
+
+    if (!kind_parse(PQgetvalue(res, r, 3), &row.kind) || !poll_state_parse(PQgetvalue(res, r, 6), &row.state))
+        goto out_free;
+    if (!json_is_array(opts) || json_array_size(opts) > API_OPTIONS_MAX)
+        goto out_free;
+    for (size_t i = 0; i < json_array_size(opts); i++) {
+        const char *o = json_string_value(json_array_get(opts, i));
+
+        if (o == NULL)
+            goto out_free;
+        row.options[row.n_options++] = o;
+    }
+    l->on_poll(l->arg, &row);
+    rc = 0;
+out_free:
+    if (rc < 0)
+        log_error("store: poll %" PRId64 " has a malformed kind, state or options", row.id);
+    json_decref(opts);
+    return rc;
+}
+
+static int load_participant(const struct store_loader *l, const PGresult *res, int r)
+{
+    l->on_participant(l->arg, parse_i64(PQgetvalue(res, r, 0)), parse_i64(PQgetvalue(res, r, 1)),
+                      PQgetvalue(res, r, 2));
+    return 0;
+}
+
+static int load_vote(const struct store_loader *l, const PGresult *res, int r)
+{
+    struct store_vote v = {
+        .id = parse_i64(PQgetvalue(res, r, 0)),
+        .session_id = parse_i64(PQgetvalue(res, r, 1)),
+        .poll_id = parse_i64(PQgetvalue(res, r, 2)),
+        .participant_id = parse_i64(PQgetvalue(res, r, 3)),
+    };
+
+    if (!parse_choices(PQgetvalue(res, r, 4), v.choices, &v.n_choices) ||
+        (size_t)PQgetlength(res, r, 5) > API_IDEM_KEY_MAX) {
+        log_error("store: vote %" PRId64 " has malformed choices or key", v.id);
+        return -EIO;
+    }
+    copy_str(v.idem_key, sizeof(v.idem_key), PQgetvalue(res, r, 5));
+    copy_str(v.created_at, sizeof(v.created_at), PQgetvalue(res, r, 6));
+    l->on_vote(l->arg, &v);
+    return 0;
+}
+
+/* Runs sql in single-row mode, so millions of votes never sit in memory at
+ * once, and hands each row to fn. Stops calling fn after its first error
+ * but always drains the results, leaving the connection usable. */
+static int load_stream(PGconn *c, const char *sql, load_row_fn fn, const struct store_loader *l)
+{
+    char err[STORE_ERR_MAX];
+    PGresult *res;
+    int rc = 0;
+
+    if (!PQsendQuery(c, sql)) {
+        log_error("store: load failed: %s", pq_msg(c, NULL, err));
+        return -EIO;
+    }
+    PQsetSingleRowMode(c); /* when refused, rows simply arrive all at once */
+    while ((res = PQgetResult(c)) != NULL) {
+        ExecStatusType st = PQresultStatus(res);
+
+        if (st == PGRES_SINGLE_TUPLE || st == PGRES_TUPLES_OK) {
+            for (int r = 0; rc == 0 && r < PQntuples(res); r++)
+                rc = fn(l, res, r);
+        } else {
+            log_error("store: load failed: %s", pq_msg(c, res, err));
+            rc = -EIO;
+        }
+        PQclear(res);
+    }
+    return rc;
+}
+
+static int load_all(PGconn *c, const struct store_loader *l)
+{
+    int rc = 0;
+
+    if (l->on_session)
+        rc = load_stream(c,
+                         "SELECT id, code, title, state, presenter_token_hash, seq, " SQL_TIME("created_at")
+                         " FROM sessions ORDER BY id",
+                         load_session, l);
+    if (rc == 0 && l->on_poll)
+        rc = load_stream(c,
+                         "SELECT id, session_id, question, kind, options::text, max_choices, state "
+                         "FROM polls ORDER BY id",
+                         load_poll, l);
+    if (rc == 0 && l->on_participant)
+        rc = load_stream(c, "SELECT session_id, id, token_hash FROM participants ORDER BY id", load_participant,
+                         l);
+    if (rc == 0 && l->on_vote)
+        rc = load_stream(c,
+                         "SELECT id, session_id, poll_id, participant_id, choices::text, idem_key, "
+                         SQL_TIME("created_at") " FROM votes ORDER BY id",
+                         load_vote, l);
+    return rc;
+}
+
+int store_load(struct store *s, const struct store_loader *l)
+{
+    PGconn *c;
+    int rc;
+
+    TALLY_ASSERT(s != NULL && l != NULL);
+    c = db_connect(s->conninfo, false);
+    if (c == NULL)
+        return -EIO;
+    /* One snapshot for all four tables: another instance may be writing, and
+     * a vote must never arrive without its poll and participant. */
+    if (!db_command(c, "load snapshot", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")) {
+        PQfinish(c);
+        return -EIO;
+    }
+    rc = load_all(c, l);
+    if (rc == 0 && !db_command(c, "load commit", "COMMIT"))
+        rc = -EIO;
+    PQfinish(c);
+    return rc;
+}
+
+void store_stop(struct store *s)
+{
+    if (s == NULL || !s->running)
+        return;
+    atomic_store(&s->stopping, true);
+    while (atomic_load(&s->submitting) > 0)
+        sched_yield();
+    join_writers(s, s->pool);
+    TALLY_ASSERT(queue_empty(s));
+    s->running = false;
+    log_info("store: stopped after %" PRIuFAST64 " operations in %" PRIuFAST64 " batches",
+             (uint_fast64_t)atomic_load(&s->n_ops), (uint_fast64_t)atomic_load(&s->n_batches));
+}
+
+void store_destroy(struct store *s)
+{
+    if (s == NULL)
+        return;
+    store_stop(s);
+    for (unsigned i = 0; i < s->pool; i++) {
+        PQfinish(s->writers[i].conn);
+        for (unsigned a = 0; a < ARRAY_LEN(s->writers[i].arr); a++)
+            buf_free(&s->writers[i].arr[a]);
+    }
+    pthread_cond_destroy(&s->retry);
+    pthread_cond_destroy(&s->work);
+    pthread_mutex_destroy(&s->lock);
+    free(s->writers);
+    free(s->slots);
+    free(s->instance_id);
+    free(s->conninfo);
+    free(s);
+}
+
+void store_op_free(struct store_op *op)
+{
+    if (op == NULL)
+        return;
+    free(op->text);
+    free(op->poll.question);
+    for (uint32_t i = 0; i < API_OPTIONS_MAX; i++)
+        free(op->poll.options[i]);
+    free(op);
+}

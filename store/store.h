@@ -1,0 +1,161 @@
+/*
+ * store.h - the storage actor: every change is committed to PostgreSQL before
+ * anyone is told it happened.
+ *
+ * Callers submit operations; a pool of writer threads, one libpq connection
+ * each, takes whatever is queued (up to STORE_BATCH_MAX) and commits it in one
+ * transaction with synchronous commit, so batches grow by themselves under
+ * load and a lone operation commits at once. After COMMIT returns, and only
+ * then, each operation's on_done is called on the writer thread. If the
+ * transaction fails, every operation of the batch completes with
+ * STORE_UNAVAILABLE (and may be retried by its client with the same key).
+ */
+#ifndef TALLY_STORE_STORE_H
+#define TALLY_STORE_STORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "actors/api.h"
+
+#define STORE_BATCH_MAX 1000
+#define STORE_QUEUE_MAX 65536
+#define STORE_TIME_MAX 40     /* "2026-11-22T07:31:23.123Z" plus room */
+#define STORE_HASH_HEX 64      /* sha256 in hex */
+
+enum store_status {
+    STORE_OK = 0,
+    STORE_DUPLICATE,   /* vote: this participant's key exists; out.vote is the original */
+    STORE_CONFLICT,    /* vote: another vote of this participant on this poll; session: code taken */
+    STORE_NOT_FOUND,   /* vote lookup: no such key */
+    STORE_UNAVAILABLE, /* the transaction failed or the database is unreachable */
+};
+
+enum store_op_kind {
+    STORE_SESSION_CREATE,     /* in: code, title, token_hash; out: id, created_at */
+    STORE_PARTICIPANT_CREATE, /* in: session_id, name, token_hash; out: id */
+    STORE_POLL_CREATE,        /* in: session_id, poll spec; out: id, seq (event poll.created) */
+    STORE_POLL_OPEN,          /* in: session_id, poll_id; out: seq (event poll.opened) */
+    STORE_POLL_CLOSE,         /* in: session_id, poll_id; out: seq (event poll.closed) */
+    STORE_SESSION_CLOSE,      /* in: session_id; out: seq (event session.closed) */
+    STORE_VOTE,               /* in: vote; out: vote (new or, with DUPLICATE, original) */
+    STORE_VOTE_LOOKUP,        /* in: vote.participant_id, vote.idem_key; out: vote or NOT_FOUND */
+};
+
+struct store_vote {
+    int64_t id;
+    int64_t session_id;
+    int64_t poll_id;
+    int64_t participant_id;
+    uint8_t choices[API_CHOICES_MAX];
+    uint32_t n_choices;
+    char idem_key[API_IDEM_KEY_MAX + 1];
+    char created_at[STORE_TIME_MAX];
+};
+
+struct store_op;
+
+/**
+ * Called on a writer thread inside the transaction, after the operation's own
+ * statement ran (ids are known), to produce the event_log payload: the `data`
+ * object of the event as JSON text, malloc'd. Must only read the op.
+ */
+typedef char *(*store_event_fn)(const struct store_op *op);
+
+struct store_op {
+    enum store_op_kind kind;
+    enum store_status status; /* out */
+
+    /* Completion: called once, on a writer thread, after commit or failure. */
+    void (*on_done)(struct store_op *op);
+    void *owner; /* the caller's; untouched by the store */
+    uint64_t tag;
+
+    /* Sequenced operations append to event_log in the same transaction. */
+    store_event_fn event; /* NULL: no event */
+    int64_t seq;          /* out: the event's per-session seq */
+
+    /* Inputs and outputs; which ones matter depends on kind. */
+    int64_t session_id; /* in (out for SESSION_CREATE) */
+    int64_t id;         /* out: new session, participant or poll id; in: poll id for OPEN/CLOSE */
+    char code[API_CODE_LEN + 1];
+    char token_hash[STORE_HASH_HEX + 1];
+    char *text;                /* owned: title or participant name, may be NULL */
+    struct api_poll_spec poll; /* owned strings; POLL_CREATE */
+    struct store_vote vote;    /* VOTE, VOTE_LOOKUP */
+    char created_at[STORE_TIME_MAX]; /* out */
+};
+
+struct store_config {
+    const char *conninfo;    /* libpq connection string */
+    unsigned pool;           /* writer connections, >= 1 */
+    uint32_t queue_max;      /* queued operations at most */
+    const char *instance_id; /* written to event_log.instance_id */
+};
+
+/* Rows handed to a loader; strings are valid only during the callback. */
+struct store_session_row {
+    int64_t id;
+    const char *code;
+    const char *title;
+    bool closed;
+    const char *token_hash;
+    int64_t seq;
+    const char *created_at;
+};
+
+struct store_poll_row {
+    int64_t id;
+    int64_t session_id;
+    const char *question;
+    enum poll_kind kind;
+    const char *options[API_OPTIONS_MAX];
+    uint32_t n_options;
+    uint32_t max_choices;
+    int state; /* 0 draft, 1 open, 2 closed */
+};
+
+struct store_loader {
+    void *arg;
+    void (*on_session)(void *arg, const struct store_session_row *row);
+    void (*on_poll)(void *arg, const struct store_poll_row *row);
+    void (*on_participant)(void *arg, int64_t session_id, int64_t id, const char *token_hash);
+    void (*on_vote)(void *arg, const struct store_vote *row);
+};
+
+struct store;
+
+/** Creates the store; nothing connects yet. */
+struct store *store_create(const struct store_config *cfg);
+/**
+ * Connects the pool, applies pending migrations and starts the writers.
+ * Returns 0, or -errno with the reason logged.
+ */
+int store_start(struct store *s);
+/**
+ * Streams every stored session, poll, participant and vote to the loader, in
+ * that order (sessions first, then polls, then participants, then votes).
+ * Before traffic starts; any thread. Returns 0 or -EIO.
+ */
+int store_load(struct store *s, const struct store_loader *l);
+/**
+ * Queues op. Any thread. false when the queue is full or the store is stopping:
+ * the caller keeps op and answers 503 storage_unavailable.
+ */
+bool store_submit(struct store *s, struct store_op *op);
+/** true while the writers reach the database. */
+bool store_available(const struct store *s);
+/** Commits what is queued, then stops and joins the writers. */
+void store_stop(struct store *s);
+void store_destroy(struct store *s);
+
+/**
+ * Connects once to conninfo and applies pending schema migrations (for
+ * tallyctl migrate). Returns 0 or -errno with the reason logged.
+ */
+int store_migrate(const char *conninfo);
+
+/** Frees an op and what it owns. */
+void store_op_free(struct store_op *op);
+
+#endif

@@ -1,0 +1,325 @@
+/*
+ * stress.c - tally-stress: load generator for tallyd.
+ *
+ *   tally-stress votes [--target 127.0.0.1:8080] [--clients 64] [--seconds 10]
+ *                      [--participants-per-client 16] [--json FILE]
+ *
+ * "votes": creates a session, joins participants (each client from its own
+ * loopback source address 127.0.0.(2+i), so the per-address join limit is
+ * not what is measured), creates and opens enough single-choice polls, then
+ * `clients` threads vote over keep-alive HTTP connections for `seconds`,
+ * each vote a new (participant, poll) pair with its own Idempotency-Key.
+ * Prints durable votes/s and the ack latency percentiles; every 201 counted
+ * is a vote committed by PostgreSQL before the answer.
+ *
+ * Every run is bounded in time and talks only to the given target.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <jansson.h>
+
+#include "core/base.h"
+#include "stress/hist.h"
+#include "stress/httpc.h"
+
+#define STRESS_CLIENTS_MAX 1024
+#define STRESS_PPC_MAX 1024
+
+struct opts {
+    char host[64];
+    uint16_t port;
+    unsigned clients;
+    unsigned seconds;
+    unsigned ppc; /* participants per client */
+    const char *json_path;
+};
+
+struct client {
+    pthread_t tid;
+    unsigned index;
+    const struct opts *o;
+    char (*tokens)[80];
+    unsigned n_tokens;
+    const int64_t *polls;
+    unsigned n_polls;
+    uint64_t deadline_ns;
+    struct hist hist;
+    uint64_t ok, errors, other;
+};
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: tally-stress votes [--target HOST:PORT] [--clients N] [--seconds S]\n"
+                    "                          [--participants-per-client N] [--json FILE]\n");
+    exit(2);
+}
+
+static unsigned parse_uint(const char *flag, const char *v, unsigned lo, unsigned hi)
+{
+    char *end;
+    errno = 0;
+    unsigned long x = strtoul(v, &end, 10);
+    if (errno || *end || x < lo || x > hi) {
+        fprintf(stderr, "tally-stress: invalid %s '%s': expected %u..%u\n", flag, v, lo, hi);
+        exit(2);
+    }
+    return (unsigned)x;
+}
+
+static void parse_opts(int argc, char **argv, struct opts *o)
+{
+    snprintf(o->host, sizeof(o->host), "127.0.0.1");
+    o->port = 8080;
+    o->clients = 64;
+    o->seconds = 10;
+    o->ppc = 16;
+    for (int i = 2; i < argc; i++) {
+        const char *f = argv[i];
+        if (i + 1 >= argc)
+            usage();
+        const char *v = argv[++i];
+        if (strcmp(f, "--target") == 0) {
+            const char *colon = strrchr(v, ':');
+            if (!colon || (size_t)(colon - v) >= sizeof(o->host))
+                usage();
+            memcpy(o->host, v, (size_t)(colon - v));
+            o->host[colon - v] = '\0';
+            o->port = (uint16_t)parse_uint("--target port", colon + 1, 1, 65535);
+        } else if (strcmp(f, "--clients") == 0) {
+            o->clients = parse_uint(f, v, 1, STRESS_CLIENTS_MAX);
+        } else if (strcmp(f, "--seconds") == 0) {
+            o->seconds = parse_uint(f, v, 1, 3600);
+        } else if (strcmp(f, "--participants-per-client") == 0) {
+            o->ppc = parse_uint(f, v, 1, STRESS_PPC_MAX);
+        } else if (strcmp(f, "--json") == 0) {
+            o->json_path = v;
+        } else {
+            usage();
+        }
+    }
+}
+
+/* Sends one JSON request and returns the parsed answer (NULL on failure). */
+static json_t *call(struct httpc *h, const char *method, const char *path, const char *token,
+                    const char *body, int *status)
+{
+    struct httpc_resp r;
+    if (httpc_request(h, method, path, token, NULL, body, &r) < 0)
+        return NULL;
+    *status = r.status;
+    json_t *j = json_loadb(r.body, r.body_len, 0, NULL);
+    return j;
+}
+
+static void die(const char *what, int status)
+{
+    fprintf(stderr, "tally-stress: %s failed (status %d)\n", what, status);
+    exit(1);
+}
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void source_addr(unsigned i, char *out, size_t len)
+{
+    snprintf(out, len, "127.0.%u.%u", i / 250, 2 + i % 250);
+}
+
+/* Creates the session and polls; returns the presenter token. */
+static char *setup_session(struct httpc *h, char *code, int64_t *polls, unsigned n_polls)
+{
+    int st = 0;
+    json_t *j = call(h, "POST", "/api/v1/sessions", NULL, "{\"title\":\"vote benchmark\"}", &st);
+    if (!j || st != 201)
+        die("create session", st);
+    char *ptok = xstrdup(json_string_value(json_object_get(j, "presenter_token")));
+    snprintf(code, 8, "%s", json_string_value(json_object_get(json_object_get(j, "session"), "code")));
+    json_decref(j);
+    char path[128];
+    for (unsigned i = 0; i < n_polls; i++) {
+        snprintf(path, sizeof(path), "/api/v1/sessions/%s/polls", code);
+        j = call(h, "POST", path, ptok,
+                 "{\"question\":\"Which?\",\"kind\":\"single\",\"options\":[\"A\",\"B\",\"C\"]}", &st);
+        if (!j || st != 201)
+            die("create poll", st);
+        polls[i] = json_integer_value(json_object_get(json_object_get(j, "poll"), "id"));
+        json_decref(j);
+        snprintf(path, sizeof(path), "/api/v1/polls/%" PRId64 "/open", polls[i]);
+        j = call(h, "POST", path, ptok, NULL, &st);
+        if (!j || st != 200)
+            die("open poll", st);
+        json_decref(j);
+    }
+    return ptok;
+}
+
+static void join_all(struct client *c, const char *code)
+{
+    char src[64], path[128];
+    source_addr(c->index, src, sizeof(src));
+    struct httpc *h = xmalloc(sizeof(*h));
+    httpc_init(h, c->o->host, c->o->port, src);
+    snprintf(path, sizeof(path), "/api/v1/sessions/%s/participants", code);
+    for (unsigned i = 0; i < c->n_tokens; i++) {
+        int st = 0;
+        json_t *j = call(h, "POST", path, NULL, "{}", &st);
+        if (!j || st != 201)
+            die("join", st);
+        snprintf(c->tokens[i], sizeof(c->tokens[i]), "%s",
+                 json_string_value(json_object_get(j, "participant_token")));
+        json_decref(j);
+    }
+    httpc_close(h);
+    free(h);
+}
+
+static void *vote_worker(void *arg)
+{
+    struct client *c = arg;
+    char src[64], path[128], key[64];
+    source_addr(c->index, src, sizeof(src));
+    struct httpc *h = xmalloc(sizeof(*h));
+    httpc_init(h, c->o->host, c->o->port, src);
+    hist_init(&c->hist);
+    for (unsigned p = 0; p < c->n_polls; p++) {
+        snprintf(path, sizeof(path), "/api/v1/polls/%" PRId64 "/votes", c->polls[p]);
+        for (unsigned i = 0; i < c->n_tokens; i++) {
+            if (now_ns() >= c->deadline_ns)
+                goto done;
+            snprintf(key, sizeof(key), "k-%u-%u-%u", c->index, p, i);
+            struct httpc_resp r;
+            uint64_t t0 = now_ns();
+            int rc = httpc_request(h, "POST", path, c->tokens[i], key, "{\"choice\":[1]}", &r);
+            uint64_t dt = now_ns() - t0;
+            if (rc < 0)
+                c->errors++;
+            else if (r.status == 201) {
+                c->ok++;
+                hist_add(&c->hist, dt);
+            } else
+                c->other++;
+        }
+    }
+done:
+    httpc_close(h);
+    free(h);
+    return NULL;
+}
+
+static void *join_worker(void *arg)
+{
+    struct client *c = arg;
+    join_all(c, (const char *)c->polls);
+    return NULL;
+}
+
+static void report(const struct opts *o, const struct hist *h, uint64_t ok, uint64_t errors,
+                   uint64_t other, double secs)
+{
+    double rate = (double)ok / secs;
+    printf("votes: %u clients, %.1f s: %" PRIu64 " acknowledged (%.0f votes/s), "
+           "%" PRIu64 " transport errors, %" PRIu64 " other answers\n",
+           o->clients, secs, ok, rate, errors, other);
+    printf("ack latency ms: p50 %.2f  p90 %.2f  p99 %.2f  p99.9 %.2f  max %.2f\n",
+           hist_quantile(h, 0.50) / 1e6, hist_quantile(h, 0.90) / 1e6,
+           hist_quantile(h, 0.99) / 1e6, hist_quantile(h, 0.999) / 1e6, h->max / 1e6);
+    if (o->json_path) {
+        FILE *f = fopen(o->json_path, "w");
+        if (f == NULL) {
+            perror(o->json_path);
+            return;
+        }
+        fprintf(f,
+                "{\"scenario\":\"votes\",\"clients\":%u,\"seconds\":%.3f,\"acked\":%" PRIu64
+                ",\"votes_per_s\":%.1f,\"errors\":%" PRIu64 ",\"other\":%" PRIu64
+                ",\"ack_ms\":{\"p50\":%.3f,\"p90\":%.3f,\"p99\":%.3f,\"p999\":%.3f,\"max\":%.3f}}\n",
+                o->clients, secs, ok, rate, errors, other, hist_quantile(h, 0.5) / 1e6,
+                hist_quantile(h, 0.9) / 1e6, hist_quantile(h, 0.99) / 1e6,
+                hist_quantile(h, 0.999) / 1e6, h->max / 1e6);
+        fclose(f);
+    }
+}
+
+static int run_votes(const struct opts *o)
+{
+    unsigned per_round = o->clients * o->ppc;
+    unsigned n_polls = (unsigned)(((uint64_t)o->seconds * 40000 + per_round - 1) / per_round);
+    if (n_polls > 900)
+        n_polls = 900;
+    int64_t *polls = xcalloc(n_polls, sizeof(*polls));
+    char code[8];
+    struct httpc *h = xmalloc(sizeof(*h));
+    httpc_init(h, o->host, o->port, NULL);
+    char *ptok = setup_session(h, code, polls, n_polls);
+    httpc_close(h);
+    free(h);
+
+    struct client *cs = xcalloc(o->clients, sizeof(*cs));
+    for (unsigned i = 0; i < o->clients; i++) {
+        cs[i].index = i;
+        cs[i].o = o;
+        cs[i].n_tokens = o->ppc;
+        cs[i].tokens = xcalloc(o->ppc, sizeof(*cs[i].tokens));
+        cs[i].polls = (const int64_t *)code; /* join_worker reads the code from here */
+        pthread_create(&cs[i].tid, NULL, join_worker, &cs[i]);
+    }
+    for (unsigned i = 0; i < o->clients; i++)
+        pthread_join(cs[i].tid, NULL);
+    printf("setup: session %s, %u polls, %u participants\n", code, n_polls, per_round);
+
+    uint64_t t0 = now_ns();
+    for (unsigned i = 0; i < o->clients; i++) {
+        cs[i].polls = polls;
+        cs[i].n_polls = n_polls;
+        cs[i].deadline_ns = t0 + (uint64_t)o->seconds * 1000000000ull;
+        pthread_create(&cs[i].tid, NULL, vote_worker, &cs[i]);
+    }
+    static struct hist all;
+    hist_init(&all);
+    uint64_t ok = 0, errors = 0, other = 0;
+    for (unsigned i = 0; i < o->clients; i++) {
+        pthread_join(cs[i].tid, NULL);
+        hist_merge(&all, &cs[i].hist);
+        ok += cs[i].ok;
+        errors += cs[i].errors;
+        other += cs[i].other;
+        free(cs[i].tokens);
+    }
+    double secs = (double)(now_ns() - t0) / 1e9;
+    report(o, &all, ok, errors, other, secs);
+    free(cs);
+    free(polls);
+    free(ptok);
+    return errors || other ? 1 : 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2)
+        usage();
+    struct opts o;
+    memset(&o, 0, sizeof(o));
+    if (strcmp(argv[1], "votes") == 0) {
+        parse_opts(argc, argv, &o);
+        return run_votes(&o);
+    }
+    usage();
+    return 2;
+}

@@ -1,0 +1,269 @@
+"""End-to-end: the whole HTTP flow of CONTRACT section 2 against a real tallyd
+on its embedded PostgreSQL, bad input per section 4, then kill -9 and a
+restart on the same data directory, and a clean SIGTERM.
+
+usage: test_flow.py PATH/TO/tallyd
+"""
+import socket
+import sys
+import time
+import traceback
+import uuid
+
+from tally_harness import Tally
+
+passed = 0
+failed = 0
+
+
+def check(cond, what):
+    global passed, failed
+    if cond:
+        passed += 1
+    else:
+        failed += 1
+        print("FAIL:", what, flush=True)
+
+
+def err_code(r):
+    try:
+        return r.json()["error"]["code"]
+    except Exception:
+        return None
+
+
+def raw_exchange(t, payload, read_timeout=5.0, wait_close=False):
+    s = socket.create_connection(("127.0.0.1", t.port))
+    s.settimeout(read_timeout)
+    s.sendall(payload)
+    data = b""
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+            if not wait_close and data.count(b"HTTP/1.1") >= 1 and b"\r\n\r\n" in data:
+                # enough for a single-answer check unless the caller waits for close
+                head, _, rest = data.partition(b"\r\n\r\n")
+                clen = 0
+                for line in head.split(b"\r\n"):
+                    if line.lower().startswith(b"content-length:"):
+                        clen = int(line.split(b":")[1])
+                if len(rest) >= clen:
+                    break
+    except socket.timeout:
+        pass
+    s.close()
+    return data
+
+
+def flow(t):
+    # Health and readiness.
+    check(t.request("GET", "/healthz").status == 200, "healthz 200")
+    r = t.request("GET", "/readyz")
+    check(r.status == 200 and r.json()["status"] == "ready", "readyz ready")
+    r = t.request("GET", "/metrics")
+    check(r.status == 200 and b"tally_connections" in r.body, "metrics exposes tally_connections")
+
+    # Session.
+    r = t.request("POST", "/api/v1/sessions", {"title": "Keynote"})
+    check(r.status == 201, "create session 201 (got %d %s)" % (r.status, r.body[:200]))
+    s = r.json()
+    code, ptok = s["session"]["code"], s["presenter_token"]
+    check(len(code) == 6 and not set(code) & set("0O1IL"), "join code alphabet")
+    check(s["session"]["state"] == "open" and s["session"]["title"] == "Keynote", "session fields")
+    check(len(ptok) >= 22, "presenter token long enough")
+
+    # Participants.
+    parts = []
+    for i in range(3):
+        r = t.request("POST", "/api/v1/sessions/%s/participants" % code.lower(), {"name": "p%d" % i})
+        check(r.status == 201, "join 201 (lower-case code)")
+        parts.append(r.json())
+    ptoks = [p["participant_token"] for p in parts]
+
+    # Polls of each kind.
+    def mkpoll(body):
+        r = t.request("POST", "/api/v1/sessions/%s/polls" % code, body, token=ptok)
+        check(r.status == 201, "create poll 201 (%s)" % r.body[:200])
+        return r.json()["poll"]
+
+    single = mkpoll({"question": "Lunch?", "kind": "single", "options": ["Pizza", "Salad", "Soup"]})
+    multi = mkpoll({"question": "Langs?", "kind": "multi", "options": ["C", "Go", "Rust", "Zig"],
+                    "max_choices": 2})
+    rating = mkpoll({"question": "Talk?", "kind": "rating", "options": ["1", "2", "3", "4", "5"]})
+    check(single["state"] == "draft" and single["counts"] == [0, 0, 0], "new poll is draft, zero counts")
+
+    # Voting before open.
+    r = t.request("POST", "/api/v1/polls/%d/votes" % single["id"], {"choice": [0]}, token=ptoks[0],
+                  headers={"Idempotency-Key": str(uuid.uuid4())})
+    check(r.status == 409 and err_code(r) == "poll_not_open", "vote on draft: 409 poll_not_open")
+
+    for p in (single, multi, rating):
+        r = t.request("POST", "/api/v1/polls/%d/open" % p["id"], token=ptok)
+        check(r.status == 200 and r.json()["poll"]["state"] == "open", "open poll")
+
+    keys = {}
+    def vote(poll, who, choice, key=None):
+        key = key or str(uuid.uuid4())
+        r = t.request("POST", "/api/v1/polls/%d/votes" % poll["id"], {"choice": choice},
+                      token=ptoks[who], headers={"Idempotency-Key": key})
+        return r, key
+
+    r, k = vote(single, 0, [1])
+    check(r.status == 201, "single vote 201 (%d %s)" % (r.status, r.body[:200]))
+    first_vote = r.json()["vote"]
+    keys["single0"] = (k, first_vote)
+    r, _ = vote(single, 1, [1])
+    check(r.status == 201, "second participant vote 201")
+    r, _ = vote(single, 2, [2])
+    check(r.status == 201, "third participant vote 201")
+    r, _ = vote(single, 0, [0, 1])
+    check(r.status == 400 and err_code(r) == "invalid_request", "single with two choices: 400")
+    r, _ = vote(single, 0, [3])
+    check(r.status == 400 and b"choice" in r.body, "choice out of range: 400 naming choice")
+    r, _ = vote(single, 0, [2], key=k)
+    check(r.status == 200 and r.json()["vote"] == first_vote, "same key: 200 with the original vote")
+    r, _ = vote(single, 0, [2])
+    check(r.status == 409 and err_code(r) == "already_voted", "new key same poll: 409 already_voted")
+
+    r, km = vote(multi, 0, [0, 2])
+    check(r.status == 201, "multi vote 201")
+    keys["multi0"] = (km, r.json()["vote"])
+    r, _ = vote(multi, 1, [0, 1, 2])
+    check(r.status == 400, "multi over max_choices: 400")
+    r, _ = vote(multi, 1, [1, 1])
+    check(r.status == 400, "multi duplicate choices: 400")
+    r, _ = vote(multi, 1, [3])
+    check(r.status == 201, "multi single choice 201")
+    r, _ = vote(rating, 2, [4])
+    check(r.status == 201, "rating vote 201")
+
+    # Results.
+    r = t.request("GET", "/api/v1/polls/%d/results" % single["id"], token=ptoks[2])
+    res = r.json()
+    check(r.status == 200 and res["counts"] == [0, 2, 1] and res["total"] == 3, "single results")
+    check(res["version"] >= 3, "version grows with counts")
+    r = t.request("GET", "/api/v1/polls/%d/results" % multi["id"], token=ptok)
+    check(r.json()["counts"] == [1, 0, 1, 1] and r.json()["total"] == 2, "multi results")
+
+    # Auth errors.
+    r = t.request("POST", "/api/v1/sessions/%s/polls" % code,
+                  {"question": "x", "kind": "single", "options": ["a", "b"]}, token=ptoks[0])
+    check(r.status == 403, "participant on presenter route: 403")
+    r = t.request("GET", "/api/v1/polls/%d/results" % single["id"])
+    check(r.status == 401, "no token: 401")
+    r = t.request("GET", "/api/v1/polls/%d/results" % single["id"], token="nope" * 10)
+    check(r.status == 401, "unknown token: 401")
+    other = t.request("POST", "/api/v1/sessions", {"title": "Other"}).json()
+    r = t.request("GET", "/api/v1/sessions/%s" % code, token=other["presenter_token"])
+    check(r.status == 403, "token of another session: 403")
+    r = t.request("GET", "/api/v1/sessions/%s" % code, token="?token")
+    check(r.status == 401, "garbage token 401")
+    r = t.request("GET", "/api/v1/sessions/%s?token=%s" % (code, ptoks[0]))
+    check(r.status == 200, "token as query parameter")
+
+    # Bad input.
+    r = t.request("POST", "/api/v1/sessions", raw=b"{not json")
+    check(r.status == 400 and err_code(r) == "invalid_request", "malformed JSON: 400")
+    r = t.request("POST", "/api/v1/sessions", {"title": 5})
+    check(r.status == 400 and b"title" in r.body, "wrong type names the field")
+    r = t.request("POST", "/api/v1/sessions/%s/polls" % code,
+                  {"question": "q", "kind": "ranked", "options": ["a", "b"]}, token=ptok)
+    check(r.status == 400 and b"kind" in r.body, "unknown poll kind: 400 naming kind")
+    r = t.request("POST", "/api/v1/sessions", raw=b'{"title":"' + b"x" * 70000 + b'"}')
+    check(r.status == 413, "body over 64 KiB: 413")
+    check(t.request("GET", "/api/v1/sessions/ZZZZZZ", token=ptok).status in (403, 404),
+          "unknown session code")
+    check(t.request("GET", "/nope").status == 404, "unknown path 404")
+    check(t.request("GET", "/api/v1/polls/999999/results", token=ptok).status == 404, "unknown poll 404")
+    big = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n"
+    check(raw_exchange(t, big).startswith(b"HTTP/1.1 431"), "head over 8 KiB: 431")
+    pipelined = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" * 2 + \
+        b"GET /api/v1/polls/%d/results HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n" \
+        b"Connection: close\r\n\r\n" % (single["id"], ptok.encode())
+    data = raw_exchange(t, pipelined, wait_close=True)
+    check(data.count(b"HTTP/1.1 200") == 3 and data.rfind(b'"counts"') > data.rfind(b"ok"),
+          "three pipelined requests answered in order: %r" % data[-400:])
+
+    # Session state.
+    r = t.request("GET", "/api/v1/sessions/%s" % code, token=ptok)
+    g = r.json()
+    check(r.status == 200 and g["participants"] == 3 and len(g["polls"]) == 3, "GET session")
+    check(g["seq"] == 6, "seq counts poll.created x3 + poll.opened x3 (got %s)" % g.get("seq"))
+
+    # Close the single poll.
+    r = t.request("POST", "/api/v1/polls/%d/close" % single["id"], token=ptok)
+    check(r.status == 200 and r.json()["poll"]["state"] == "closed" and
+          r.json()["poll"]["counts"] == [0, 2, 1], "close poll with final counts")
+    r, _ = vote(single, 0, [1], key=keys["single0"][0])
+    check(r.status == 200 and r.json()["vote"] == keys["single0"][1], "same key after close: 200 original")
+    r, _ = vote(single, 1, [1])
+    check(r.status == 409 and err_code(r) in ("poll_not_open", "already_voted"), "vote on closed poll: 409")
+
+    r = t.request("GET", "/api/v1/sessions/%s/export.csv" % code, token=ptok)
+    check(r.status == 200 and r.headers["Content-Type"].startswith("text/csv") and
+          b"Pizza" in r.body, "CSV export")
+    r = t.request("GET", "/api/v1/sessions/%s/qr.svg" % code)
+    check(r.status == 200 and b"<svg" in r.body, "QR code SVG")
+    return code, ptok, ptoks, single, multi, rating, keys
+
+
+def after_restart(t, code, ptok, ptoks, single, multi, rating, keys):
+    r = t.request("GET", "/api/v1/sessions/%s" % code, token=ptok)
+    check(r.status == 200, "session survives kill -9 (%d)" % r.status)
+    g = r.json()
+    polls = {p["id"]: p for p in g["polls"]}
+    check(polls[single["id"]]["state"] == "closed" and polls[single["id"]]["counts"] == [0, 2, 1],
+          "closed poll and counts survive")
+    check(polls[multi["id"]]["state"] == "open" and polls[multi["id"]]["counts"] == [1, 0, 1, 1],
+          "open poll and counts survive")
+    check(g["participants"] == 3 and g["seq"] == 7, "participants and seq survive")
+    r = t.request("POST", "/api/v1/polls/%d/votes" % multi["id"], {"choice": [3]}, token=ptoks[0],
+                  headers={"Idempotency-Key": keys["multi0"][0]})
+    check(r.status == 200 and r.json()["vote"] == keys["multi0"][1], "retried key after restart: 200 original")
+    r = t.request("POST", "/api/v1/polls/%d/votes" % multi["id"], {"choice": [3]}, token=ptoks[0],
+                  headers={"Idempotency-Key": str(uuid.uuid4())})
+    check(r.status == 409 and err_code(r) == "already_voted", "new key after restart: 409")
+    r = t.request("POST", "/api/v1/polls/%d/votes" % rating["id"], {"choice": [0]}, token=ptoks[1],
+                  headers={"Idempotency-Key": str(uuid.uuid4())})
+    check(r.status == 201, "new votes still work after restart")
+    r = t.request("POST", "/api/v1/sessions/%s/close" % code, token=ptok)
+    check(r.status == 200, "close session")
+    r = t.request("GET", "/api/v1/sessions/%s" % code, token=ptok)
+    g = r.json()
+    check(g["session"]["state"] == "closed" and all(p["state"] == "closed" for p in g["polls"]),
+          "closing a session closes its polls")
+    check(g["seq"] == 10, "poll.closed x2 + session.closed advance seq (got %s)" % g["seq"])
+    r = t.request("POST", "/api/v1/sessions/%s/participants" % code, {})
+    check(r.status == 409, "join closed session: 409")
+
+
+def main():
+    binary = sys.argv[1]
+    t = Tally(binary)
+    try:
+        t.start()
+        state = flow(t)
+        t.kill9()
+        t.start()
+        after_restart(t, *state)
+        t0 = time.time()
+        rc = t.terminate()
+        check(rc == 0, "SIGTERM: exit 0 (got %s)" % rc)
+        check(time.time() - t0 < 10, "SIGTERM within drain budget")
+    except Exception:
+        traceback.print_exc()
+        print(t.log())
+        check(False, "no exception")
+    finally:
+        t.cleanup()
+    if failed:
+        print(t.log())
+    print("%d passed, %d failed" % (passed, failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1322 @@
+/*
+ * test_store.c - the storage actor against a private PostgreSQL cluster:
+ * migrations, every operation kind, per-session event sequencing (also from
+ * two stores acting as two instances), votes with duplicates and conflicts
+ * (across batches and inside one batch), batch and queue limits, draining on
+ * stop, loading, and the database going away and coming back.
+ *
+ * The store's .c is included to reach its counters (batches committed) and
+ * its array-literal helpers. A "gate" operation whose on_done blocks the only
+ * writer lets a test pile operations up and have them committed as exactly
+ * one batch. Exits 77 when no PostgreSQL binaries are installed.
+ */
+#include "store/store.c"
+
+#include <ftw.h>
+#include <glob.h>
+#include <limits.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "store/pgembed.h"
+
+#define WAIT_S 30
+#define CONNINFO_MAX 1024
+#define VOTERS 500
+#define VOTE_THREADS 4
+
+static_assert(VOTERS % VOTE_THREADS == 0, "voters split evenly over threads");
+
+static char tmp_root[64];
+static char data_dir[128];
+static char conninfo[CONNINFO_MAX];
+static struct pgembed *cluster;
+static unsigned name_seq;
+
+/* ---- completion tracking ------------------------------------------------ */
+
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    unsigned done;
+} tracker = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+
+/* op->tag counts completions of that op: it must end at exactly 1. */
+static void on_done(struct store_op *op)
+{
+    pthread_mutex_lock(&tracker.lock);
+    op->tag++;
+    tracker.done++;
+    pthread_cond_broadcast(&tracker.cond);
+    pthread_mutex_unlock(&tracker.lock);
+}
+
+static void tracker_reset(void)
+{
+    pthread_mutex_lock(&tracker.lock);
+    tracker.done = 0;
+    pthread_mutex_unlock(&tracker.lock);
+}
+
+static void wait_done(unsigned n)
+{
+    struct timespec deadline;
+    int rc = 0;
+
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += WAIT_S;
+    pthread_mutex_lock(&tracker.lock);
+    while (tracker.done < n && rc == 0)
+        rc = pthread_cond_timedwait(&tracker.cond, &tracker.lock, &deadline);
+    pthread_mutex_unlock(&tracker.lock);
+    if (rc != 0)
+        fail_msg("only %u of %u operations completed", tracker.done, n);
+    assert_int_equal(tracker.done, n);
+}
+
+/* The gate: an operation whose on_done holds the writer until opened. */
+static struct {
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    bool entered, open;
+} gate = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, false};
+
+static void on_done_gate(struct store_op *op)
+{
+    pthread_mutex_lock(&gate.lock);
+    gate.entered = true;
+    pthread_cond_broadcast(&gate.cond);
+    while (!gate.open)
+        pthread_cond_wait(&gate.cond, &gate.lock);
+    pthread_mutex_unlock(&gate.lock);
+    on_done(op);
+}
+
+static struct store_op *op_new(enum store_op_kind kind)
+{
+    struct store_op *op = xcalloc(1, sizeof(*op));
+
+    op->kind = kind;
+    op->on_done = on_done;
+    op->status = STORE_UNAVAILABLE; /* proves the store sets it */
+    return op;
+}
+
+/* Blocks the store's (single) writer; returns the gate op. */
+static struct store_op *gate_close(struct store *s)
+{
+    struct store_op *op = op_new(STORE_VOTE_LOOKUP);
+
+    op->on_done = on_done_gate;
+    op->vote.participant_id = 1;
+    strcpy(op->vote.idem_key, "gate");
+    pthread_mutex_lock(&gate.lock);
+    gate.entered = gate.open = false;
+    pthread_mutex_unlock(&gate.lock);
+    assert_true(store_submit(s, op));
+    pthread_mutex_lock(&gate.lock);
+    while (!gate.entered)
+        pthread_cond_wait(&gate.cond, &gate.lock);
+    pthread_mutex_unlock(&gate.lock);
+    return op;
+}
+
+static void gate_open(void)
+{
+    pthread_mutex_lock(&gate.lock);
+    gate.open = true;
+    pthread_cond_broadcast(&gate.cond);
+    pthread_mutex_unlock(&gate.lock);
+}
+
+/* ---- database and store helpers ---------------------------------------- */
+
+static PGconn *db_open(const char *ci)
+{
+    PGconn *c = PQconnectdb(ci);
+
+    if (PQstatus(c) != CONNECTION_OK)
+        fail_msg("connect: %s", PQerrorMessage(c));
+    return c;
+}
+
+static PGresult *db_q(PGconn *c, const char *sql, int n, const char *const *p)
+{
+    PGresult *res = PQexecParams(c, sql, n, NULL, p, NULL, NULL, 0);
+
+    if (PQresultStatus(res) != PGRES_TUPLES_OK && PQresultStatus(res) != PGRES_COMMAND_OK)
+        fail_msg("%s: %s", sql, PQerrorMessage(c));
+    return res;
+}
+
+static int64_t db_i64(PGconn *c, const char *sql, int n, const char *const *p)
+{
+    PGresult *res = db_q(c, sql, n, p);
+    int64_t v;
+
+    assert_int_equal(PQntuples(res), 1);
+    v = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    PQclear(res);
+    return v;
+}
+
+static void db_run(const char *ci, const char *sql)
+{
+    PGconn *c = db_open(ci);
+
+    PQclear(db_q(c, sql, 0, NULL));
+    PQfinish(c);
+}
+
+/* conninfo naming another database of the cluster (later keys win). */
+static void conninfo_db(char *out, size_t n, const char *db)
+{
+    snprintf(out, n, "%s dbname=%s", conninfo, db);
+}
+
+static struct store *store_up(const char *ci, unsigned pool, uint32_t queue_max, const char *instance)
+{
+    struct store_config cfg = {.conninfo = ci, .pool = pool, .queue_max = queue_max, .instance_id = instance};
+    struct store *s = store_create(&cfg);
+
+    assert_int_equal(store_start(s), 0);
+    assert_true(store_available(s));
+    return s;
+}
+
+static void submit_wait(struct store *s, struct store_op *op)
+{
+    tracker_reset();
+    assert_true(store_submit(s, op));
+    wait_done(1);
+    assert_int_equal(op->tag, 1);
+    op->tag = 0;
+}
+
+static void assert_time(const char *t)
+{
+    assert_int_equal(strlen(t), 24);
+    assert_int_equal(t[4], '-');
+    assert_int_equal(t[10], 'T');
+    assert_int_equal(t[19], '.');
+    assert_int_equal(t[23], 'Z');
+}
+
+static char *event_payload(const struct store_op *op)
+{
+    char *p = NULL;
+
+    assert_true(asprintf(&p, "{\"id\": %" PRId64 ", \"seq\": %" PRId64 "}", op->id, op->seq) > 0);
+    return p;
+}
+
+static struct store_op *session_op(void)
+{
+    struct store_op *op = op_new(STORE_SESSION_CREATE);
+
+    snprintf(op->code, sizeof(op->code), "S%05u", ++name_seq % 100000);
+    snprintf(op->token_hash, sizeof(op->token_hash), "%064u", ++name_seq);
+    op->text = xstrdup("A session");
+    return op;
+}
+
+static int64_t make_session(struct store *s)
+{
+    struct store_op *op = session_op();
+    int64_t id;
+
+    submit_wait(s, op);
+    assert_int_equal(op->status, STORE_OK);
+    id = op->session_id;
+    assert_true(id > 0);
+    store_op_free(op);
+    return id;
+}
+
+static struct store_op *participant_op(int64_t sid, const char *name)
+{
+    struct store_op *op = op_new(STORE_PARTICIPANT_CREATE);
+
+    op->session_id = sid;
+    op->text = name ? xstrdup(name) : NULL;
+    snprintf(op->token_hash, sizeof(op->token_hash), "%064u", ++name_seq);
+    return op;
+}
+
+static int64_t make_participant(struct store *s, int64_t sid)
+{
+    struct store_op *op = participant_op(sid, "P");
+    int64_t id;
+
+    submit_wait(s, op);
+    assert_int_equal(op->status, STORE_OK);
+    id = op->id;
+    assert_true(id > 0);
+    store_op_free(op);
+    return id;
+}
+
+static struct store_op *poll_op(int64_t sid, enum poll_kind kind, uint32_t n_options, uint32_t max_choices)
+{
+    struct store_op *op = op_new(STORE_POLL_CREATE);
+
+    op->session_id = sid;
+    op->event = event_payload;
+    op->poll.question = xstrdup("Which one?");
+    op->poll.kind = kind;
+    op->poll.n_options = n_options;
+    op->poll.max_choices = max_choices;
+    for (uint32_t i = 0; i < n_options; i++)
+        assert_true(asprintf(&op->poll.options[i], "option %u", i) > 0);
+    return op;
+}
+
+static int64_t make_poll(struct store *s, int64_t sid, int64_t *seq)
+{
+    struct store_op *op = poll_op(sid, POLL_SINGLE, 4, 1);
+    int64_t id;
+
+    submit_wait(s, op);
+    assert_int_equal(op->status, STORE_OK);
+    id = op->id;
+    if (seq)
+        *seq = op->seq;
+    store_op_free(op);
+    return id;
+}
+
+/* POLL_OPEN, POLL_CLOSE (poll_id set) or SESSION_CLOSE; returns the op. */
+static struct store_op *change_state(struct store *s, enum store_op_kind k, int64_t sid, int64_t poll_id)
+{
+    struct store_op *op = op_new(k);
+
+    op->session_id = sid;
+    op->id = poll_id;
+    op->event = event_payload;
+    submit_wait(s, op);
+    return op;
+}
+
+static struct store_op *vote_op(int64_t sid, int64_t poll, int64_t part, const char *key, const uint8_t *choices,
+                                uint32_t n)
+{
+    struct store_op *op = op_new(STORE_VOTE);
+
+    op->session_id = sid;
+    op->vote.poll_id = poll;
+    op->vote.participant_id = part;
+    copy_str(op->vote.idem_key, sizeof(op->vote.idem_key), key);
+    memcpy(op->vote.choices, choices, n);
+    op->vote.n_choices = n;
+    return op;
+}
+
+/* ---- fixtures ----------------------------------------------------------- */
+
+static bool have_postgres(void)
+{
+    glob_t g;
+    bool found = glob("/usr/lib/postgresql/*/bin/pg_ctl", 0, NULL, &g) == 0;
+
+    globfree(&g);
+    return found || system("command -v pg_ctl >/dev/null 2>&1") == 0;
+}
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    strcpy(tmp_root, "/tmp/tally-store-XXXXXX");
+    if (mkdtemp(tmp_root) == NULL || chmod(tmp_root, 0755) < 0)
+        return -1;
+    snprintf(data_dir, sizeof(data_dir), "%s/data", tmp_root);
+    cluster = pgembed_start(data_dir, conninfo, sizeof(conninfo));
+    return cluster ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    pgembed_stop(cluster);
+    return nftw(tmp_root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* ---- helpers of store.c ------------------------------------------------- */
+
+static void test_parse_choices(void **state)
+{
+    uint8_t c[API_CHOICES_MAX];
+    uint32_t n;
+    char text[256];
+    struct buf b = BUF_INIT;
+
+    (void)state;
+    assert_true(parse_choices("{0,2}", c, &n));
+    assert_int_equal(n, 2);
+    assert_int_equal(c[0], 0);
+    assert_int_equal(c[1], 2);
+    assert_true(parse_choices("{}", c, &n));
+    assert_int_equal(n, 0);
+    assert_true(parse_choices("{255}", c, &n));
+    assert_int_equal(c[0], 255);
+    const char *bad[] = {"", "{", "}", "0,2", "{1,2", "{1,,2}", "{1}x", "{256}", "{-1}", "{a}", "{1 }", "{,1}"};
+    for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
+        if (parse_choices(bad[i], c, &n))
+            fail_msg("accepted %s", bad[i]);
+    }
+    /* Exactly API_CHOICES_MAX elements fit; one more does not. */
+    for (unsigned i = 0; i < API_CHOICES_MAX; i++)
+        c[i] = (uint8_t)i;
+    append_choices(&b, c, API_CHOICES_MAX);
+    assert_true(parse_choices(b.data, c, &n));
+    assert_int_equal(n, API_CHOICES_MAX);
+    assert_int_equal(c[API_CHOICES_MAX - 1], API_CHOICES_MAX - 1);
+    snprintf(text, sizeof(text), "%.*s,0}", (int)b.len - 1, b.data);
+    assert_false(parse_choices(text, c, &n));
+    buf_free(&b);
+}
+
+/* The text[] literals we build must come back from PostgreSQL unchanged. */
+static void test_array_literals_roundtrip(void **state)
+{
+    char quotes[API_IDEM_KEY_MAX + 1], printable[API_IDEM_KEY_MAX + 1];
+    const char *keys[] = {"plain", "a\"b", "back\\slash", "comma,brace{}", "NULL", " spaced ", "", "\\\"",
+                          quotes, printable};
+    struct buf b = BUF_INIT;
+    const char *p[1];
+    PGconn *c = db_open(conninfo);
+    PGresult *res;
+
+    (void)state;
+    memset(quotes, '"', API_IDEM_KEY_MAX);
+    quotes[API_IDEM_KEY_MAX] = '\0';
+    for (int i = 0; i < API_IDEM_KEY_MAX; i++)
+        printable[i] = (char)(0x20 + i % 95);
+    printable[API_IDEM_KEY_MAX] = '\0';
+    buf_append(&b, "{", 1);
+    for (size_t i = 0; i < ARRAY_LEN(keys); i++) {
+        if (i)
+            buf_append(&b, ",", 1);
+        append_text_elem(&b, keys[i]);
+    }
+    buf_append(&b, "}", 1);
+    p[0] = b.data;
+    res = db_q(c, "SELECT k FROM unnest($1::text[]) WITH ORDINALITY AS t(k, i) ORDER BY i", 1, p);
+    assert_int_equal(PQntuples(res), ARRAY_LEN(keys));
+    for (size_t i = 0; i < ARRAY_LEN(keys); i++) {
+        assert_false(PQgetisnull(res, (int)i, 0));
+        assert_string_equal(PQgetvalue(res, (int)i, 0), keys[i]);
+    }
+    PQclear(res);
+    buf_free(&b);
+    PQfinish(c);
+}
+
+/* ---- migrations --------------------------------------------------------- */
+
+static void assert_schema(const char *ci)
+{
+    PGconn *c = db_open(ci);
+
+    assert_int_equal(db_i64(c, "SELECT count(*) FROM schema_migrations", 0, NULL), migrations_count);
+    assert_int_equal(db_i64(c, "SELECT max(version) FROM schema_migrations", 0, NULL),
+                     migrations_src[migrations_count - 1].version);
+    assert_int_equal(db_i64(c,
+                            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public' "
+                            "AND table_name IN ('sessions','participants','polls','votes','event_log')",
+                            0, NULL),
+                     5);
+    PQfinish(c);
+}
+
+static void test_migrations_idempotent(void **state)
+{
+    char ci[CONNINFO_MAX];
+
+    (void)state;
+    assert_true(migrations_count >= 1);
+    db_run(conninfo, "CREATE DATABASE mig_a");
+    conninfo_db(ci, sizeof(ci), "mig_a");
+    assert_int_equal(store_migrate(ci), 0);
+    assert_schema(ci);
+    assert_int_equal(store_migrate(ci), 0);
+    assert_schema(ci);
+}
+
+static void *migrate_thread(void *arg)
+{
+    return (void *)(intptr_t)store_migrate(arg);
+}
+
+static void test_migrations_concurrent(void **state)
+{
+    char ci[CONNINFO_MAX];
+    pthread_t t[4];
+    void *rc;
+
+    (void)state;
+    db_run(conninfo, "CREATE DATABASE mig_b");
+    conninfo_db(ci, sizeof(ci), "mig_b");
+    for (size_t i = 0; i < ARRAY_LEN(t); i++)
+        assert_int_equal(pthread_create(&t[i], NULL, migrate_thread, ci), 0);
+    for (size_t i = 0; i < ARRAY_LEN(t); i++) {
+        pthread_join(t[i], &rc);
+        assert_int_equal((intptr_t)rc, 0);
+    }
+    assert_schema(ci);
+}
+
+static void test_unreachable_database(void **state)
+{
+    const char *bad = "host=/nonexistent-tally-dir user=tally dbname=postgres connect_timeout=2";
+    struct store_config cfg = {.conninfo = bad, .pool = 2, .queue_max = 16, .instance_id = "x"};
+    struct store *s;
+    struct store_op *op = op_new(STORE_VOTE_LOOKUP);
+
+    (void)state;
+    assert_int_equal(store_migrate(bad), -EIO);
+    assert_int_equal(store_migrate("this is = not a conninfo"), -EIO);
+    s = store_create(&cfg);
+    assert_int_equal(store_start(s), -EIO);
+    assert_false(store_available(s));
+    assert_false(store_submit(s, op));
+    assert_int_equal(op->tag, 0);
+    store_destroy(s);
+    store_op_free(op);
+}
+
+/* ---- sessions, participants, polls and events --------------------------- */
+
+static void test_session_create_and_conflict(void **state)
+{
+    struct store *s = store_up(conninfo, 2, 0, "inst-a");
+    struct store_op *a = session_op(), *b = session_op();
+    PGconn *c = db_open(conninfo);
+    const char *p[1] = {a->code};
+
+    (void)state;
+    submit_wait(s, a);
+    assert_int_equal(a->status, STORE_OK);
+    assert_true(a->session_id > 0);
+    assert_int_equal(a->id, a->session_id);
+    assert_time(a->created_at);
+    memcpy(b->code, a->code, sizeof(b->code));
+    submit_wait(s, b);
+    assert_int_equal(b->status, STORE_CONFLICT);
+    assert_int_equal(db_i64(c, "SELECT count(*) FROM sessions WHERE code = $1", 1, p), 1);
+    assert_int_equal(db_i64(c, "SELECT count(*) FROM sessions WHERE code = $1 AND title = 'A session' "
+                               "AND state = 'open' AND seq = 0",
+                            1, p),
+                     1);
+    store_op_free(a);
+    store_op_free(b);
+    PQfinish(c);
+    store_destroy(s);
+}
+
+static void test_session_conflict_in_one_batch(void **state)
+{
+    struct store *s = store_up(conninfo, 1, 0, "inst-a");
+    struct store_op *g, *a = session_op(), *b = session_op(), *d = session_op();
+    uint64_t batches;
+
+    (void)state;
+    memcpy(b->code, a->code, sizeof(b->code));
+    tracker_reset();
+    g = gate_close(s);
+    batches = atomic_load(&s->n_batches);
+    assert_true(store_submit(s, a));
+    assert_true(store_submit(s, b));
+    assert_true(store_submit(s, d));
+    gate_open();
+    wait_done(4);
+    assert_int_equal(atomic_load(&s->n_batches) - batches, 1);
+    assert_int_equal(a->status, STORE_OK);
+    assert_int_equal(b->status, STORE_CONFLICT);
+    assert_int_equal(d->status, STORE_OK); /* a conflict does not spoil the batch */
+    assert_true(d->session_id > a->session_id);
+    store_op_free(g);
+    store_op_free(a);
+    store_op_free(b);
+    store_op_free(d);
+    store_destroy(s);
+}
+
+static void test_participant_create(void **state)
+{
+    struct store *s = store_up(conninfo, 2, 0, "inst-a");
+    int64_t sid = make_session(s);
+    struct store_op *a = participant_op(sid, "Ann"), *anon = participant_op(sid, NULL);
+    struct store_op *dup = participant_op(sid, "Bob");
+    PGconn *c = db_open(conninfo);
+    char id[STORE_I64_MAX];
+    const char *p[1] = {id};
+
+    (void)state;
+    submit_wait(s, a);
+    assert_int_equal(a->status, STORE_OK);
+    assert_true(a->id > 0);
+    submit_wait(s, anon);
+    assert_int_equal(anon->status, STORE_OK);
+    fmt_i64(id, anon->id);
+    assert_int_equal(db_i64(c, "SELECT count(*) FROM participants WHERE id = $1 AND name IS NULL", 1, p), 1);
+    memcpy(dup->token_hash, a->token_hash, sizeof(dup->token_hash));
+    submit_wait(s, dup);
+    assert_int_equal(dup->status, STORE_CONFLICT);
+    store_op_free(a);
+    store_op_free(anon);
+    store_op_free(dup);
+    PQfinish(c);
+    store_destroy(s);
+}
+
+static void assert_events(PGconn *c, int64_t sid, const char *const *types, const int64_t *ids, int n,
+                          const char *instance)
+{
+    char sids[STORE_I64_MAX];
+    const char *p[1] = {sids};
+    PGresult *res;
+
+    fmt_i64(sids, sid);
+    res = db_q(c,
+               "SELECT seq, type, payload->>'id', payload->>'seq', instance_id FROM event_log "
+               "WHERE session_id = $1 ORDER BY seq",
+               1, p);
+    assert_int_equal(PQntuples(res), n);
+    for (int i = 0; i < n; i++) {
+        assert_int_equal(strtoll(PQgetvalue(res, i, 0), NULL, 10), i + 1);
+        assert_string_equal(PQgetvalue(res, i, 1), types[i]);
+        assert_int_equal(strtoll(PQgetvalue(res, i, 2), NULL, 10), ids[i]);
+        /* The payload was built after the seq was known. */
+        assert_int_equal(strtoll(PQgetvalue(res, i, 3), NULL, 10), i + 1);
+        assert_string_equal(PQgetvalue(res, i, 4), instance);
+    }
+    PQclear(res);
+    assert_int_equal(db_i64(c, "SELECT seq FROM sessions WHERE id = $1", 1, p), n);
+}
+
+static void test_events_sequence(void **state)
+{
+    static const char *const types[] = {"poll.created", "poll.opened", "poll.closed", "session.closed"};
+    struct store *s = store_up(conninfo, 2, 0, "inst-a");
+    int64_t sid = make_session(s), seq = 0, poll = make_poll(s, sid, &seq);
+    struct store_op *open, *close, *missing, *end, *quiet = poll_op(sid, POLL_MULTI, 3, 2);
+    PGconn *c = db_open(conninfo);
+    char pid[STORE_I64_MAX];
+    const char *p[1] = {pid};
+
+    (void)state;
+    assert_int_equal(seq, 1);
+    open = change_state(s, STORE_POLL_OPEN, sid, poll);
+    assert_int_equal(open->status, STORE_OK);
+    assert_int_equal(open->seq, 2);
+    assert_time(open->created_at);
+    /* A refused change adds no event and leaves no gap. */
+    missing = change_state(s, STORE_POLL_OPEN, sid, poll + 1000000);
+    assert_int_equal(missing->status, STORE_NOT_FOUND);
+    assert_int_equal(missing->seq, 0);
+    /* An operation without an event function is not sequenced. */
+    quiet->event = NULL;
+    submit_wait(s, quiet);
+    assert_int_equal(quiet->status, STORE_OK);
+    assert_int_equal(quiet->seq, 0);
+    close = change_state(s, STORE_POLL_CLOSE, sid, poll);
+    assert_int_equal(close->seq, 3);
+    end = change_state(s, STORE_SESSION_CLOSE, sid, 0);
+    assert_int_equal(end->status, STORE_OK);
+    assert_int_equal(end->seq, 4);
+    assert_events(c, sid, types, (int64_t[]){poll, poll, poll, 0}, 4, "inst-a");
+    fmt_i64(pid, poll);
+    assert_int_equal(db_i64(c, "SELECT count(*) FROM polls WHERE id = $1 AND state = 'closed' "
+                               "AND opened_at IS NOT NULL AND closed_at >= opened_at",
+                            1, p),
+                     1);
+    fmt_i64(pid, sid);
+    assert_int_equal(db_i64(c, "SELECT count(*) FROM sessions WHERE id = $1 AND state = 'closed' "
+                               "AND closed_at IS NOT NULL",
+                            1, p),
+                     1);
+    store_op_free(open);
+    store_op_free(close);
+    store_op_free(missing);
+    store_op_free(end);
+    store_op_free(quiet);
+    PQfinish(c);
+    store_destroy(s);
+}
+
+/* Sequenced operations of one batch get consecutive seqs in submission order. */
+static void test_events_in_one_batch(void **state)
+{
+    struct store *s = store_up(conninfo, 1, 0, "inst-a");
+    int64_t sid = make_session(s), other = make_session(s);
+    struct store_op *g, *ops[6];
+
+    (void)state;
+    tracker_reset();
+    g = gate_close(s);
+    for (size_t i = 0; i < ARRAY_LEN(ops); i++) {
+        ops[i] = poll_op(i % 3 == 2 ? other : sid, POLL_SINGLE, 2, 1);
+        assert_true(store_submit(s, ops[i]));
+    }
+    gate_open();
+    wait_done(1 + ARRAY_LEN(ops));
+    /* sid: ops 0, 1, 3, 4; other: ops 2, 5. */
+    assert_int_equal(ops[0]->seq, 1);
+    assert_int_equal(ops[1]->seq, 2);
+    assert_int_equal(ops[3]->seq, 3);
+    assert_int_equal(ops[4]->seq, 4);
+    assert_int_equal(ops[2]->seq, 1);
+    assert_int_equal(ops[5]->seq, 2);
+    for (size_t i = 0; i < ARRAY_LEN(ops); i++) {
+        assert_int_equal(ops[i]->status, STORE_OK);
+        store_op_free(ops[i]);
+    }
+    store_op_free(g);
+    store_destroy(s);
+}
+
+struct seq_job {
+    struct store *s;
+    int64_t sid;
+    struct store_op *ops[25];
+};
+
+static void *seq_thread(void *arg)
+{
+    struct seq_job *j = arg;
+
+    for (size_t i = 0; i < ARRAY_LEN(j->ops); i++) {
+        while (!store_submit(j->s, j->ops[i]))
+            sched_yield();
+    }
+    return NULL;
+}
+
+/* Two stores stand for two instances writing events of one session. */
+static void test_events_two_instances(void **state)
+{
+    struct store *a = store_up(conninfo, 2, 0, "inst-a"), *b = store_up(conninfo, 2, 0, "inst-b");
+    int64_t sid = make_session(a);
+    struct seq_job jobs[4];
+    pthread_t t[4];
+    bool seen[4 * ARRAY_LEN(jobs[0].ops) + 1] = {false};
+    PGconn *c = db_open(conninfo);
+    char sids[STORE_I64_MAX];
+    const char *p[1] = {sids};
+
+    (void)state;
+    tracker_reset();
+    for (size_t i = 0; i < ARRAY_LEN(jobs); i++) {
+        jobs[i].s = i % 2 ? b : a;
+        jobs[i].sid = sid;
+        for (size_t k = 0; k < ARRAY_LEN(jobs[i].ops); k++)
+            jobs[i].ops[k] = poll_op(sid, POLL_SINGLE, 2, 1);
+        assert_int_equal(pthread_create(&t[i], NULL, seq_thread, &jobs[i]), 0);
+    }
+    for (size_t i = 0; i < ARRAY_LEN(jobs); i++)
+        pthread_join(t[i], NULL);
+    wait_done(ARRAY_LEN(seen) - 1);
+    for (size_t i = 0; i < ARRAY_LEN(jobs); i++) {
+        for (size_t k = 0; k < ARRAY_LEN(jobs[i].ops); k++) {
+            struct store_op *op = jobs[i].ops[k];
+
+            assert_int_equal(op->status, STORE_OK);
+            assert_int_equal(op->tag, 1);
+            assert_in_range(op->seq, 1, ARRAY_LEN(seen) - 1);
+            assert_false(seen[op->seq]);
+            seen[op->seq] = true;
+            store_op_free(op);
+        }
+    }
+    fmt_i64(sids, sid);
+    assert_int_equal(db_i64(c, "SELECT count(*) FROM event_log WHERE session_id = $1", 1, p), ARRAY_LEN(seen) - 1);
+    assert_int_equal(db_i64(c, "SELECT max(seq) FROM event_log WHERE session_id = $1", 1, p), ARRAY_LEN(seen) - 1);
+    assert_int_equal(db_i64(c, "SELECT count(DISTINCT instance_id) FROM event_log WHERE session_id = $1", 1, p), 2);
+    /* Each event row names the poll its operation created. */
+    assert_int_equal(db_i64(c,
+                            "SELECT count(*) FROM event_log e JOIN polls p ON p.id = (e.payload->>'id')::bigint "
+                            "WHERE e.session_id = $1 AND p.session_id = $1",
+                            1, p),
+                     ARRAY_LEN(seen) - 1);
+    PQfinish(c);
+    store_destroy(a);
+    store_destroy(b);
+}
+
+/* ---- votes -------------------------------------------------------------- */
+
+struct vote_job {
+    struct store *s;
+    pthread_barrier_t *start;
+    struct store_op **ops;
+    unsigned n;
+};
+
+static void *vote_thread(void *arg)
+{
+    struct vote_job *j = arg;
+
+    pthread_barrier_wait(j->start);
+    for (unsigned i = 0; i < j->n; i++)
+        assert_true(store_submit(j->s, j->ops[i]));
+    return NULL;
+}
+
+static int cmp_op_participant(const void *a, const void *b)
+{
+    const struct store_op *x = *(struct store_op *const *)a, *y = *(struct store_op *const *)b;
+
+    return cmp_i64(x->vote.participant_id, y->vote.participant_id);
+}
+
+/* The votes table holds exactly the acknowledged votes of this poll. */
+static void assert_votes_table(int64_t poll, struct store_op **ops, unsigned n)
+{
+    PGconn *c = db_open(conninfo);
+    char pid[STORE_I64_MAX];
+    const char *p[1] = {pid};
+    PGresult *res;
+
+    fmt_i64(pid, poll);
+    qsort(ops, n, sizeof(ops[0]), cmp_op_participant);
+    res = db_q(c,
+               "SELECT participant_id, id, idem_key, choices::text, session_id FROM votes "
+               "WHERE poll_id = $1 ORDER BY participant_id",
+               1, p);
+    assert_int_equal(PQntuples(res), n);
+    for (unsigned i = 0; i < n; i++) {
+        struct buf want = BUF_INIT;
+
+        append_choices(&want, ops[i]->vote.choices, ops[i]->vote.n_choices);
+        assert_int_equal(strtoll(PQgetvalue(res, (int)i, 0), NULL, 10), ops[i]->vote.participant_id);
+        assert_int_equal(strtoll(PQgetvalue(res, (int)i, 1), NULL, 10), ops[i]->vote.id);
+        assert_string_equal(PQgetvalue(res, (int)i, 2), ops[i]->vote.idem_key);
+        assert_string_equal(PQgetvalue(res, (int)i, 3), want.data);
+        assert_int_equal(strtoll(PQgetvalue(res, (int)i, 4), NULL, 10), ops[i]->session_id);
+        buf_free(&want);
+    }
+    PQclear(res);
+    PQfinish(c);
+}
+
+static void test_votes_concurrent(void **state)
+{
+    struct store *s = store_up(conninfo, 2, 0, "inst-a");
+    int64_t sid = make_session(s), poll = make_poll(s, sid, NULL);
+    struct store_op *people[VOTERS], *votes[VOTERS];
+    struct vote_job jobs[VOTE_THREADS];
+    pthread_t t[VOTE_THREADS];
+    pthread_barrier_t start;
+    char key[API_IDEM_KEY_MAX + 1];
+
+    (void)state;
+    tracker_reset();
+    for (unsigned i = 0; i < VOTERS; i++) {
+        people[i] = participant_op(sid, NULL);
+        assert_true(store_submit(s, people[i]));
+    }
+    wait_done(VOTERS);
+    for (unsigned i = 0; i < VOTERS; i++) {
+        uint8_t choices[2] = {(uint8_t)(i % 4), (uint8_t)((i + 1) % 4)};
+
+        assert_int_equal(people[i]->status, STORE_OK);
+        snprintf(key, sizeof(key), "key-%u", i);
+        votes[i] = vote_op(sid, poll, people[i]->id, key, choices, 1 + i % 2);
+        store_op_free(people[i]);
+    }
+    tracker_reset();
+    pthread_barrier_init(&start, NULL, VOTE_THREADS);
+    for (unsigned i = 0; i < VOTE_THREADS; i++) {
+        jobs[i] = (struct vote_job){s, &start, votes + i * (VOTERS / VOTE_THREADS), VOTERS / VOTE_THREADS};
+        assert_int_equal(pthread_create(&t[i], NULL, vote_thread, &jobs[i]), 0);
+    }
+    for (unsigned i = 0; i < VOTE_THREADS; i++)
+        pthread_join(t[i], NULL);
+    wait_done(VOTERS);
+    pthread_barrier_destroy(&start);
+    for (unsigned i = 0; i < VOTERS; i++) {
+        assert_int_equal(votes[i]->tag, 1);
+        assert_int_equal(votes[i]->status, STORE_OK);
+        assert_true(votes[i]->vote.id > 0);
+        assert_time(votes[i]->vote.created_at);
+    }
+    assert_votes_table(poll, votes, VOTERS);
+    for (unsigned i = 0; i < VOTERS; i++)
+        store_op_free(votes[i]);
+    store_destroy(s);
+}
+
+static void assert_same_vote(const struct store_vote *got, const struct store_vote *want)
+{
+    assert_int_equal(got->id, want->id);
+    assert_int_equal(got->poll_id, want->poll_id);
+    assert_int_equal(got->participant_id, want->participant_id);
+    assert_int_equal(got->session_id, want->session_id);
+    assert_int_equal(got->n_choices, want->n_choices);
+    assert_memory_equal(got->choices, want->choices, want->n_choices);
+    assert_string_equal(got->idem_key, want->idem_key);
+    assert_string_equal(got->created_at, want->created_at);
+}
+
+static void test_vote_duplicate_and_conflict(void **state)
+{
+    struct store *s = store_up(conninfo, 2, 0, "inst-a");
+    int64_t sid = make_session(s), p1 = make_poll(s, sid, NULL), p2 = make_poll(s, sid, NULL);
+    int64_t p3 = make_poll(s, sid, NULL), u = make_participant(s, sid);
+    const char *key = "re\"try\\,{1} NULL";
+    char long_key[API_IDEM_KEY_MAX + 1];
+    struct store_op *ops[9];
+
+    (void)state;
+    memset(long_key, '\\', API_IDEM_KEY_MAX);
+    long_key[API_IDEM_KEY_MAX] = '\0';
+    ops[0] = vote_op(sid, p1, u, key, (uint8_t[]){1}, 1);
+    ops[1] = vote_op(sid, p1, u, key, (uint8_t[]){0}, 1);     /* retry, other choice */
+    ops[2] = vote_op(sid, p2, u, key, (uint8_t[]){2}, 1);     /* same key, other poll */
+    ops[3] = vote_op(sid, p1, u, "new key", (uint8_t[]){3}, 1); /* second vote on p1 */
+    ops[4] = vote_op(sid, p2, u, "new key", (uint8_t[]){3}, 1); /* first vote on p2 */
+    ops[5] = vote_op(sid, p3, u, long_key, (uint8_t[]){0}, 1);
+    ops[6] = vote_op(sid, p3, u, long_key, (uint8_t[]){1}, 1);
+    ops[7] = op_new(STORE_VOTE_LOOKUP);
+    ops[8] = op_new(STORE_VOTE_LOOKUP);
+    ops[7]->vote = ops[0]->vote;
+    ops[8]->vote = ops[0]->vote;
+    strcpy(ops[8]->vote.idem_key, "never used");
+    for (size_t i = 0; i < ARRAY_LEN(ops); i++)
+        submit_wait(s, ops[i]);
+    assert_int_equal(ops[0]->status, STORE_OK);
+    assert_int_equal(ops[1]->status, STORE_DUPLICATE);
+    assert_same_vote(&ops[1]->vote, &ops[0]->vote);
+    assert_int_equal(ops[2]->status, STORE_DUPLICATE);
+    assert_same_vote(&ops[2]->vote, &ops[0]->vote); /* the original, on p1 */
+    assert_int_equal(ops[3]->status, STORE_CONFLICT);
+    assert_int_equal(ops[4]->status, STORE_OK);
+    assert_int_equal(ops[5]->status, STORE_OK);
+    assert_int_equal(ops[6]->status, STORE_DUPLICATE);
+    assert_same_vote(&ops[6]->vote, &ops[5]->vote);
+    assert_int_equal(ops[7]->status, STORE_OK);
+    assert_same_vote(&ops[7]->vote, &ops[0]->vote);
+    assert_int_equal(ops[8]->status, STORE_NOT_FOUND);
+    assert_votes_table(p1, &ops[0], 1);
+    assert_votes_table(p2, &ops[4], 1);
+    assert_votes_table(p3, &ops[5], 1);
+    for (size_t i = 0; i < ARRAY_LEN(ops); i++)
+        store_op_free(ops[i]);
+    store_destroy(s);
+}
+
+/* Duplicates and conflicts among the votes of one batch. */
+static void test_vote_conflicts_in_one_batch(void **state)
+{
+    struct store *s = store_up(conninfo, 1, 0, "inst-a");
+    int64_t sid = make_session(s), p1 = make_poll(s, sid, NULL), p2 = make_poll(s, sid, NULL);
+    int64_t u1 = make_participant(s, sid), u2 = make_participant(s, sid);
+    struct store_op *g, *ops[7];
+    uint64_t batches;
+
+    (void)state;
+    ops[0] = vote_op(sid, p1, u1, "k1", (uint8_t[]){0}, 1); /* OK */
+    ops[1] = vote_op(sid, p1, u1, "k1", (uint8_t[]){1}, 1); /* DUPLICATE of 0 */
+    ops[2] = vote_op(sid, p1, u1, "k2", (uint8_t[]){2}, 1); /* CONFLICT with 0 */
+    ops[3] = vote_op(sid, p2, u1, "k1", (uint8_t[]){3}, 1); /* DUPLICATE of 0 */
+    ops[4] = vote_op(sid, p1, u2, "k1", (uint8_t[]){1}, 1); /* OK: keys are per participant */
+    ops[5] = vote_op(sid, p2, u2, "k9", (uint8_t[]){0, 2}, 2); /* OK */
+    ops[6] = session_op();                                    /* other kinds mix in */
+    tracker_reset();
+    g = gate_close(s);
+    batches = atomic_load(&s->n_batches);
+    for (size_t i = 0; i < ARRAY_LEN(ops); i++)
+        assert_true(store_submit(s, ops[i]));
+    gate_open();
+    wait_done(1 + ARRAY_LEN(ops));
+    assert_int_equal(atomic_load(&s->n_batches) - batches, 1);
+    assert_int_equal(ops[0]->status, STORE_OK);
+    assert_int_equal(ops[1]->status, STORE_DUPLICATE);
+    assert_same_vote(&ops[1]->vote, &ops[0]->vote);
+    assert_int_equal(ops[2]->status, STORE_CONFLICT);
+    assert_int_equal(ops[3]->status, STORE_DUPLICATE);
+    assert_same_vote(&ops[3]->vote, &ops[0]->vote);
+    assert_int_equal(ops[4]->status, STORE_OK);
+    assert_int_equal(ops[5]->status, STORE_OK);
+    assert_int_equal(ops[6]->status, STORE_OK);
+    assert_votes_table(p1, (struct store_op *[]){ops[0], ops[4]}, 2);
+    assert_votes_table(p2, &ops[5], 1);
+    for (size_t i = 0; i < ARRAY_LEN(ops); i++)
+        store_op_free(ops[i]);
+    store_op_free(g);
+    store_destroy(s);
+}
+
+/* ---- limits and stopping ------------------------------------------------ */
+
+static void test_batch_limit(void **state)
+{
+    enum { N = STORE_BATCH_MAX + STORE_BATCH_MAX / 2 };
+    struct store *s = store_up(conninfo, 1, N, "inst-a");
+    struct store_op *g, **ops = xcalloc(N, sizeof(*ops));
+    uint64_t batches;
+
+    (void)state;
+    tracker_reset();
+    g = gate_close(s);
+    batches = atomic_load(&s->n_batches);
+    for (unsigned i = 0; i < N; i++) {
+        ops[i] = op_new(STORE_VOTE_LOOKUP);
+        ops[i]->vote.participant_id = 1;
+        snprintf(ops[i]->vote.idem_key, sizeof(ops[i]->vote.idem_key), "absent-%u", i);
+        assert_true(store_submit(s, ops[i]));
+    }
+    gate_open();
+    wait_done(N + 1);
+    /* 1500 queued operations: one full batch, then the rest. */
+    assert_int_equal(atomic_load(&s->n_batches) - batches, 2);
+    assert_int_equal(atomic_load(&s->batch_max_seen), STORE_BATCH_MAX);
+    for (unsigned i = 0; i < N; i++) {
+        assert_int_equal(ops[i]->status, STORE_NOT_FOUND);
+        assert_int_equal(ops[i]->tag, 1);
+        store_op_free(ops[i]);
+    }
+    free(ops);
+    store_op_free(g);
+    store_destroy(s);
+}
+
+static void check_queue_limit(uint32_t queue_max)
+{
+    struct store *s = store_up(conninfo, 1, queue_max, "inst-a");
+    struct store_op *g, **ops = xcalloc(queue_max + 1, sizeof(*ops));
+
+    tracker_reset();
+    g = gate_close(s);
+    for (uint32_t i = 0; i <= queue_max; i++) {
+        ops[i] = op_new(STORE_VOTE_LOOKUP);
+        ops[i]->vote.participant_id = 1;
+        strcpy(ops[i]->vote.idem_key, "absent");
+        /* Exactly queue_max fit while the writer is busy. */
+        assert_int_equal(store_submit(s, ops[i]), i < queue_max);
+    }
+    gate_open();
+    wait_done(queue_max + 1);
+    assert_int_equal(ops[queue_max]->tag, 0); /* refused: still the caller's */
+    submit_wait(s, ops[queue_max]);
+    assert_int_equal(ops[queue_max]->status, STORE_NOT_FOUND);
+    for (uint32_t i = 0; i <= queue_max; i++)
+        store_op_free(ops[i]);
+    free(ops);
+    store_op_free(g);
+    store_destroy(s);
+}
+
+static void test_queue_limit(void **state)
+{
+    (void)state;
+    check_queue_limit(1);
+    check_queue_limit(7);
+    check_queue_limit(8);
+}
+
+static void test_stop_commits_queued(void **state)
+{
+    enum { N = 300 };
+    struct store *s = store_up(conninfo, 2, 0, "inst-a");
+    int64_t sid = make_session(s);
+    struct store_op *ops[N], *late = participant_op(sid, NULL);
+    PGconn *c = db_open(conninfo);
+    char sids[STORE_I64_MAX];
+    const char *p[1] = {sids};
+
+    (void)state;
+    tracker_reset();
+    for (unsigned i = 0; i < N; i++) {
+        ops[i] = participant_op(sid, NULL);
+        assert_true(store_submit(s, ops[i]));
+    }
+    store_stop(s);
+    assert_int_equal(tracker.done, N);
+    for (unsigned i = 0; i < N; i++) {
+        assert_int_equal(ops[i]->tag, 1);
+        assert_int_equal(ops[i]->status, STORE_OK);
+        store_op_free(ops[i]);
+    }
+    fmt_i64(sids, sid);
+    assert_int_equal(db_i64(c, "SELECT count(*) FROM participants WHERE session_id = $1", 1, p), N);
+    assert_false(store_submit(s, late));
+    assert_false(store_available(s));
+    store_stop(s); /* twice is harmless */
+    store_op_free(late);
+    PQfinish(c);
+    store_destroy(s);
+}
+
+/* ---- loading ------------------------------------------------------------ */
+
+struct collected {
+    char order[64]; /* one letter per row: s, p, u, v */
+    unsigned n;
+    struct store_session_row sessions[4];
+    char titles[4][64];
+    struct store_poll_row polls[4];
+    char options[4][4][64];
+    int64_t parts[4][2];
+    char part_hash[4][STORE_HASH_HEX + 1];
+    struct store_vote votes[8];
+    unsigned n_sessions, n_polls, n_parts, n_votes;
+};
+
+static void note(struct collected *c, char kind)
+{
+    assert_true(c->n + 1 < sizeof(c->order));
+    c->order[c->n++] = kind;
+}
+
+static void on_session_row(void *arg, const struct store_session_row *row)
+{
+    struct collected *c = arg;
+
+    note(c, 's');
+    assert_true(c->n_sessions < ARRAY_LEN(c->sessions));
+    c->sessions[c->n_sessions] = *row;
+    copy_str(c->titles[c->n_sessions], sizeof(c->titles[0]), row->title);
+    assert_time(row->created_at);
+    assert_int_equal(strlen(row->token_hash), STORE_HASH_HEX);
+    c->n_sessions++;
+}
+
+static void on_poll_row(void *arg, const struct store_poll_row *row)
+{
+    struct collected *c = arg;
+
+    note(c, 'p');
+    assert_true(c->n_polls < ARRAY_LEN(c->polls));
+    c->polls[c->n_polls] = *row;
+    for (uint32_t i = 0; i < row->n_options && i < 4; i++)
+        copy_str(c->options[c->n_polls][i], sizeof(c->options[0][0]), row->options[i]);
+    c->n_polls++;
+}
+
+static void on_participant_row(void *arg, int64_t session_id, int64_t id, const char *token_hash)
+{
+    struct collected *c = arg;
+
+    note(c, 'u');
+    assert_true(c->n_parts < ARRAY_LEN(c->parts));
+    c->parts[c->n_parts][0] = session_id;
+    c->parts[c->n_parts][1] = id;
+    copy_str(c->part_hash[c->n_parts], sizeof(c->part_hash[0]), token_hash);
+    c->n_parts++;
+}
+
+static void on_vote_row(void *arg, const struct store_vote *row)
+{
+    struct collected *c = arg;
+
+    note(c, 'v');
+    assert_true(c->n_votes < ARRAY_LEN(c->votes));
+    c->votes[c->n_votes++] = *row;
+}
+
+struct load_fixture {
+    struct store_op *s1, *s2, *p[3], *u[3], *v[4];
+};
+
+static void load_fixture_build(struct store *s, struct load_fixture *f)
+{
+    struct store_op *op;
+
+    f->s1 = session_op();
+    free(f->s1->text);
+    f->s1->text = xstrdup("Quiz \"one\" ünï");
+    f->s2 = session_op();
+    submit_wait(s, f->s1);
+    submit_wait(s, f->s2);
+    f->p[0] = poll_op(f->s1->id, POLL_SINGLE, 3, 1);
+    free(f->p[0]->poll.options[1]);
+    f->p[0]->poll.options[1] = xstrdup("No, \"really\" \\ ünï");
+    f->p[1] = poll_op(f->s1->id, POLL_MULTI, 3, 2);
+    f->p[2] = poll_op(f->s2->id, POLL_RATING, 4, 1);
+    f->u[0] = participant_op(f->s1->id, "Ann");
+    f->u[1] = participant_op(f->s1->id, NULL);
+    f->u[2] = participant_op(f->s2->id, "Cy");
+    for (int i = 0; i < 3; i++) {
+        submit_wait(s, f->p[i]);
+        submit_wait(s, f->u[i]);
+    }
+    store_op_free(change_state(s, STORE_POLL_OPEN, f->s1->id, f->p[1]->id));
+    store_op_free(change_state(s, STORE_POLL_OPEN, f->s2->id, f->p[2]->id));
+    store_op_free(change_state(s, STORE_POLL_CLOSE, f->s2->id, f->p[2]->id));
+    op = change_state(s, STORE_SESSION_CLOSE, f->s2->id, 0);
+    store_op_free(op);
+    f->v[0] = vote_op(f->s1->id, f->p[1]->id, f->u[0]->id, "a", (uint8_t[]){0, 2}, 2);
+    f->v[1] = vote_op(f->s1->id, f->p[1]->id, f->u[1]->id, "b\"", (uint8_t[]){1}, 1);
+    f->v[2] = vote_op(f->s1->id, f->p[0]->id, f->u[0]->id, "c", (uint8_t[]){2}, 1);
+    f->v[3] = vote_op(f->s2->id, f->p[2]->id, f->u[2]->id, "d", (uint8_t[]){3}, 1);
+    for (int i = 0; i < 4; i++) {
+        submit_wait(s, f->v[i]);
+        assert_int_equal(f->v[i]->status, STORE_OK);
+    }
+}
+
+static void load_fixture_free(struct load_fixture *f)
+{
+    store_op_free(f->s1);
+    store_op_free(f->s2);
+    for (int i = 0; i < 3; i++) {
+        store_op_free(f->p[i]);
+        store_op_free(f->u[i]);
+    }
+    for (int i = 0; i < 4; i++)
+        store_op_free(f->v[i]);
+}
+
+static void assert_loaded(const struct collected *c, const struct load_fixture *f)
+{
+    assert_string_equal(c->order, "sspppuuuvvvv");
+    assert_int_equal(c->sessions[0].id, f->s1->id);
+    assert_string_equal(c->titles[0], "Quiz \"one\" ünï");
+    assert_false(c->sessions[0].closed);
+    assert_int_equal(c->sessions[0].seq, 3); /* two polls created, one opened */
+    assert_int_equal(c->sessions[1].id, f->s2->id);
+    assert_true(c->sessions[1].closed);
+    assert_int_equal(c->sessions[1].seq, 4);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(c->polls[i].id, f->p[i]->id);
+        assert_int_equal(c->polls[i].kind, f->p[i]->poll.kind);
+        assert_int_equal(c->polls[i].n_options, f->p[i]->poll.n_options);
+        assert_int_equal(c->polls[i].max_choices, f->p[i]->poll.max_choices);
+        for (uint32_t k = 0; k < c->polls[i].n_options && k < 4; k++)
+            assert_string_equal(c->options[i][k], f->p[i]->poll.options[k]);
+        assert_int_equal(c->parts[i][0], f->u[i]->session_id);
+        assert_int_equal(c->parts[i][1], f->u[i]->id);
+        assert_string_equal(c->part_hash[i], f->u[i]->token_hash);
+    }
+    assert_int_equal(c->polls[0].state, 0);
+    assert_int_equal(c->polls[1].state, 1);
+    assert_int_equal(c->polls[2].state, 2);
+    for (int i = 0; i < 4; i++)
+        assert_same_vote(&c->votes[i], &f->v[i]->vote);
+}
+
+static void test_load(void **state)
+{
+    char ci[CONNINFO_MAX];
+    struct store *s;
+    struct load_fixture f;
+    struct collected *c = xcalloc(1, sizeof(*c));
+    struct store_loader l = {c, on_session_row, on_poll_row, on_participant_row, on_vote_row};
+    struct store_loader votes_only = {c, NULL, NULL, NULL, on_vote_row};
+
+    (void)state;
+    db_run(conninfo, "CREATE DATABASE load_db");
+    conninfo_db(ci, sizeof(ci), "load_db");
+    s = store_up(ci, 2, 0, "inst-a");
+    load_fixture_build(s, &f);
+    assert_int_equal(store_load(s, &l), 0);
+    assert_loaded(c, &f);
+    memset(c, 0, sizeof(*c));
+    assert_int_equal(store_load(s, &votes_only), 0);
+    assert_string_equal(c->order, "vvvv");
+
+    /* Rows the store cannot have written are refused, not half-loaded. */
+    db_run(ci, "UPDATE polls SET options = '[\"a\", 5]' WHERE id = (SELECT min(id) FROM polls)");
+    memset(c, 0, sizeof(*c));
+    assert_int_equal(store_load(s, &l), -EIO);
+    db_run(ci, "UPDATE polls SET options = '[\"a\", \"b\"]'");
+    db_run(ci, "UPDATE votes SET choices = '{300}' WHERE id = (SELECT min(id) FROM votes)");
+    memset(c, 0, sizeof(*c));
+    assert_int_equal(store_load(s, &l), -EIO);
+    db_run(ci, "UPDATE votes SET choices = '{0}'");
+    memset(c, 0, sizeof(*c));
+    assert_int_equal(store_load(s, &l), 0);
+    load_fixture_free(&f);
+    free(c);
+    store_destroy(s);
+}
+
+/* ---- the database goes away and comes back ------------------------------ */
+
+static void test_unavailable_then_recovers(void **state)
+{
+    struct store *s = store_up(conninfo, 2, 0, "inst-a");
+    int64_t sid = make_session(s), poll = make_poll(s, sid, NULL), u = make_participant(s, sid);
+    struct store_op *op = NULL;
+    unsigned refused = 0, failed = 0;
+
+    (void)state;
+    pgembed_stop(cluster);
+    cluster = NULL;
+    /* Every op submitted now fails; after each writer noticed, submit refuses. */
+    for (unsigned i = 0; i < 100 && refused == 0; i++) {
+        op = vote_op(sid, poll, u, "while-down", (uint8_t[]){0}, 1);
+        tracker_reset();
+        if (store_submit(s, op)) {
+            wait_done(1);
+            assert_int_equal(op->status, STORE_UNAVAILABLE);
+            failed++;
+        } else {
+            refused++;
+        }
+        store_op_free(op);
+    }
+    assert_int_equal(refused, 1);
+    assert_in_range(failed, 1, 2); /* one per writer, then the store knows */
+    assert_false(store_available(s));
+
+    cluster = pgembed_start(data_dir, conninfo, sizeof(conninfo));
+    assert_non_null(cluster);
+    for (unsigned i = 0; i < 200 && !store_available(s); i++)
+        usleep(50 * 1000);
+    assert_true(store_available(s));
+    /* The key of the failed attempts was never stored: the retry is new. */
+    op = vote_op(sid, poll, u, "while-down", (uint8_t[]){0}, 1);
+    submit_wait(s, op);
+    assert_int_equal(op->status, STORE_OK);
+    assert_votes_table(poll, &op, 1);
+    store_op_free(op);
+    store_destroy(s);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_parse_choices),
+        cmocka_unit_test(test_array_literals_roundtrip),
+        cmocka_unit_test(test_migrations_idempotent),
+        cmocka_unit_test(test_migrations_concurrent),
+        cmocka_unit_test(test_unreachable_database),
+        cmocka_unit_test(test_session_create_and_conflict),
+        cmocka_unit_test(test_session_conflict_in_one_batch),
+        cmocka_unit_test(test_participant_create),
+        cmocka_unit_test(test_events_sequence),
+        cmocka_unit_test(test_events_in_one_batch),
+        cmocka_unit_test(test_events_two_instances),
+        cmocka_unit_test(test_votes_concurrent),
+        cmocka_unit_test(test_vote_duplicate_and_conflict),
+        cmocka_unit_test(test_vote_conflicts_in_one_batch),
+        cmocka_unit_test(test_batch_limit),
+        cmocka_unit_test(test_queue_limit),
+        cmocka_unit_test(test_stop_commits_queued),
+        cmocka_unit_test(test_load),
+        /* Last: it restarts the cluster. */
+        cmocka_unit_test(test_unavailable_then_recovers),
+    };
+
+    if (!have_postgres()) {
+        fprintf(stderr, "no PostgreSQL binaries: skipped\n");
+        return 77;
+    }
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
