@@ -42,6 +42,24 @@ struct lobby_job {
 
 static void lobby_on_msg(struct actor *a, void *ctx, const struct mbox_msg *msg);
 
+/*
+ * Readers take the lock on every request, from every network thread; with
+ * glibc's default (readers first) a join's write could wait as long as reads
+ * keep overlapping. Writers first keeps a join's wait to one read section.
+ */
+static int actors_lock_init(pthread_rwlock_t *lock)
+{
+    pthread_rwlockattr_t attr;
+    int rc;
+
+    if (pthread_rwlockattr_init(&attr) != 0)
+        return -ENOMEM;
+    pthread_rwlockattr_setkind_np(&attr, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    rc = pthread_rwlock_init(lock, &attr);
+    pthread_rwlockattr_destroy(&attr);
+    return rc == 0 ? 0 : -rc;
+}
+
 struct actors *actors_create(const struct actors_config *cfg)
 {
     struct actors *as = xcalloc(1, sizeof(*as));
@@ -50,7 +68,7 @@ struct actors *actors_create(const struct actors_config *cfg)
     as->rt = cfg->rt;
     as->store = cfg->store;
     as->sessions_max = cfg->sessions_max ? cfg->sessions_max : ACTORS_SESSIONS_DEFAULT;
-    if (pthread_rwlock_init(&as->lock, NULL) != 0)
+    if (actors_lock_init(&as->lock) != 0)
         goto err_free;
     as->by_code = hmap_create(1024);
     as->by_poll = hmap_create(1024);
@@ -116,8 +134,7 @@ struct session *actors__session_of_token(struct actors *as, const uint8_t hash[T
     return actors_get(as, as->by_token, token_hash_key(hash));
 }
 
-void actors__add_token(struct actors *as, struct session *s,
-                       const uint8_t hash[TOKEN_HASH_BYTES])
+void actors__add_token(struct actors *as, struct session *s, const uint8_t hash[TOKEN_HASH_BYTES])
 {
     pthread_rwlock_wrlock(&as->lock);
     hmap_put(as->by_token, token_hash_key(hash), s);
@@ -267,8 +284,10 @@ static void lobby_try(struct actors *as, struct lobby_job *job, struct store_op 
         if (actors_get(as, as->by_code, joincode_key(op->code)) != NULL)
             continue;
         op->status = STORE_OK;
+        op->id = op->session_id = 0;
         if (!store_submit(as->store, op))
-            lobby_fail(as, job, op, 503, "storage_unavailable", "storage is unavailable; try again");
+            lobby_fail(as, job, op, 503, "storage_unavailable",
+                       "storage is unavailable; try again");
         return;
     }
     log_warn("no free join code after %d attempts", SESSION_CODE_ATTEMPTS);

@@ -112,8 +112,7 @@ static void load_on_poll(void *arg, const struct store_poll_row *row)
     c->polls++;
 }
 
-static void load_on_participant(void *arg, int64_t session_id, int64_t id,
-                                const char *token_hash)
+static void load_on_participant(void *arg, int64_t session_id, int64_t id, const char *token_hash)
 {
     struct load_ctx *c = arg;
     struct session *s = c->err ? NULL : load_session(c, session_id);
@@ -136,8 +135,8 @@ static void load_on_vote(void *arg, const struct store_vote *row)
     struct load_ctx *c = arg;
     struct session *s = c->err ? NULL : load_session(c, row->session_id);
 
-    /* session__vote_commit checks the row against its poll and logs a misfit. */
-    if (s == NULL || !session__vote_commit(s, row)) {
+    /* session__vote_load checks the row against its poll and logs a misfit. */
+    if (s == NULL || !session__vote_load(s, row)) {
         c->skipped++;
         return;
     }
@@ -164,6 +163,16 @@ int actors_load(struct actors *as)
     }
     if (c.err != 0)
         return c.err;
+    /* Only this thread writes the directory now; the lock is for form's sake. */
+    pthread_rwlock_rdlock(&as->lock);
+    for (uint32_t i = 0; i < as->n_sessions; i++) {
+        size_t n = as->sessions[i]->n_votes;
+        size_t kept = session__vote_index_loaded(as->sessions[i]);
+
+        c.skipped += n - kept;
+        c.votes -= n - kept;
+    }
+    pthread_rwlock_unlock(&as->lock);
     log_info("loaded %llu sessions, %llu polls, %llu participants, %llu votes in %llu ms"
              " (%llu rows skipped)",
              (unsigned long long)c.sessions, (unsigned long long)c.polls,

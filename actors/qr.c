@@ -28,8 +28,8 @@ static void qr_row(struct buf *b, const QRcode *qr, int y)
         start = x;
         while (x < w && (qr->data[(size_t)y * (size_t)w + (size_t)x] & 1))
             x++;
-        buf_printf(b, "M%d %dh%dv1h-%dz", start + QR_QUIET_MODULES, y + QR_QUIET_MODULES,
-                   x - start, x - start);
+        buf_printf(b, "M%d %dh%dv1h-%dz", start + QR_QUIET_MODULES, y + QR_QUIET_MODULES, x - start,
+                   x - start);
     }
 }
 

@@ -199,7 +199,12 @@ static enum role session_auth(struct session *s, struct api_req *req, struct par
     return ROLE_NONE;
 }
 
-static void session_get(struct session *s, struct api_req *req)
+/*
+ * Beyond the contract's fields, "you" names the caller's role and id (the
+ * session id for the presenter), which a WebSocket or SSE hello needs.
+ */
+static void session_get(struct session *s, struct api_req *req, enum role role,
+                        const struct participant *p)
 {
     json_t *polls = json_array();
     json_t *j;
@@ -211,6 +216,10 @@ static void session_get(struct session *s, struct api_req *req)
     json_object_set_new(j, "polls", polls);
     json_object_set_new(j, "seq", json_integer(s->seq));
     json_object_set_new(j, "participants", json_integer(s->n_parts));
+    json_object_set_new(j, "you",
+                        json_pack("{s:s,s:I}", "role",
+                                  role == ROLE_PRESENTER ? "presenter" : "participant", "id",
+                                  (json_int_t)(role == ROLE_PRESENTER ? s->id : p->id)));
     api_reply_json(req, 200, j);
 }
 
@@ -320,7 +329,7 @@ static void session_on_req(struct session *s, struct api_req *req)
         return;
     switch (req->op) {
     case API_SESSION_GET:
-        session_get(s, req);
+        session_get(s, req, role, p);
         return;
     case API_RESULTS:
         session_results(s, req);

@@ -36,8 +36,8 @@
 #include "core/mbox.h"
 #include "store/store.h"
 
-#define SESSION_MBOX_SLOTS 4096      /* requests and completions waiting for one session */
-#define SESSION_QUEUE_MAX 64         /* structural requests waiting behind the one in flight */
+#define SESSION_MBOX_SLOTS 4096 /* requests and completions waiting for one session */
+#define SESSION_QUEUE_MAX 64    /* structural requests waiting behind the one in flight */
 /* Tests build the actors with small limits to reach them. */
 #ifndef SESSION_PARTICIPANTS_MAX
 #define SESSION_PARTICIPANTS_MAX 1000000u
@@ -45,13 +45,13 @@
 #ifndef SESSION_POLLS_MAX
 #define SESSION_POLLS_MAX 1000u
 #endif
-#define SESSION_CODE_ATTEMPTS 8      /* new codes tried when one is taken */
-#define LOBBY_MBOX_SLOTS 1024        /* session creations waiting */
-#define VOTE_WAITERS_MAX 8           /* same-key retries parked on one vote in flight */
-#define VOTE_RATE_PER_S 10           /* votes per second per participant ... */
-#define VOTE_RATE_BURST 10           /* ... with this burst */
-#define PROBE_MAX 64                 /* probes before a keyed map is declared broken */
-#define STORE_POST_RETRY_US 100      /* wait before re-posting a completion to a full mailbox */
+#define SESSION_CODE_ATTEMPTS 8 /* new codes tried when one is taken */
+#define LOBBY_MBOX_SLOTS 1024   /* session creations waiting */
+#define VOTE_WAITERS_MAX 8      /* same-key retries parked on one vote in flight */
+#define VOTE_RATE_PER_S 10      /* votes per second per participant ... */
+#define VOTE_RATE_BURST 10      /* ... with this burst */
+#define PROBE_MAX 64            /* probes before a keyed map is declared broken */
+#define STORE_POST_RETRY_US 100 /* wait before re-posting a completion to a full mailbox */
 
 /* Message types of the session and lobby actors. */
 enum session_msg_type {
@@ -79,8 +79,8 @@ struct poll {
 struct participant {
     int64_t id;
     uint8_t token_hash[TOKEN_HASH_BYTES];
-    double bucket;         /* vote tokens left */
-    uint64_t bucket_ms;    /* when bucket was last refilled; 0 = never used */
+    double bucket;      /* vote tokens left */
+    uint64_t bucket_ms; /* when bucket was last refilled; 0 = never used */
 };
 
 /* A committed vote. Strings live in session->strs so a vote costs no malloc. */
@@ -103,7 +103,7 @@ struct flight {
     int64_t participant_id;
     int64_t poll_id;
     char idem_key[API_IDEM_KEY_MAX + 1];
-    uint64_t key_k, pp_k;             /* keys in flight_by_key / flight_by_pp */
+    uint64_t key_k, pp_k;              /* keys in flight_by_key / flight_by_pp */
     struct flight *next_key, *next_pp; /* chains of flights sharing a map key */
 };
 
@@ -137,8 +137,8 @@ struct session {
     struct hmap *flight_by_pp;  /* (participant, poll) -> chain of flights */
 
     /* Structural operations, one at a time. */
-    struct api_req *cur;            /* being served; NULL when idle */
-    struct poll *draining;          /* poll whose close waits for its votes in flight */
+    struct api_req *cur;   /* being served; NULL when idle */
+    struct poll *draining; /* poll whose close waits for its votes in flight */
     struct api_req *queue[SESSION_QUEUE_MAX];
     uint32_t queue_head, queue_len;
 };
@@ -209,6 +209,14 @@ void session__vote_done(struct session *s, struct store_op *op);
  * row does not fit the session's polls; true when recorded or already known.
  */
 bool session__vote_commit(struct session *s, const struct store_vote *v);
+/**
+ * Load only: appends a committed vote without indexing or counting it
+ * (session__vote_index_loaded does both once every vote is in). false when
+ * the row does not fit the session's polls.
+ */
+bool session__vote_load(struct session *s, const struct store_vote *v);
+/** Load only: indexes and counts the loaded votes; drops repeats. Returns the votes kept. */
+size_t session__vote_index_loaded(struct session *s);
 /** Frees the flights still in the session (shutdown). */
 void session__vote_free_flights(struct session *s);
 /** The vote JSON of a committed vote. */
@@ -258,8 +266,7 @@ char *session__csv(const struct session *s, size_t *len);
 /** The session that holds a token (of any role), or NULL. Any thread. */
 struct session *actors__session_of_token(struct actors *as, const uint8_t hash[TOKEN_HASH_BYTES]);
 /** Registers a token of s in the directory. Any thread. */
-void actors__add_token(struct actors *as, struct session *s,
-                       const uint8_t hash[TOKEN_HASH_BYTES]);
+void actors__add_token(struct actors *as, struct session *s, const uint8_t hash[TOKEN_HASH_BYTES]);
 /** Registers a poll of s in the directory. Any thread. */
 void actors__add_poll(struct actors *as, struct session *s, int64_t poll_id);
 /** Registers a session (code, id, presenter token) and creates its actor. 0 or -ENOSPC. */

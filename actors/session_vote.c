@@ -299,8 +299,7 @@ void session__vote(struct session *s, struct participant *pt, struct api_req *re
     }
     if (!session__rate_take(pt, clock_now_ms())) {
         req->retry_after_s = 1;
-        api_reply_error(req, 429, "rate_limited", "at most %d votes per second",
-                        VOTE_RATE_PER_S);
+        api_reply_error(req, 429, "rate_limited", "at most %d votes per second", VOTE_RATE_PER_S);
         return;
     }
     vote_send(s, pt, p, req);
@@ -334,26 +333,11 @@ static size_t vote_strs_add(struct session *s, const char *key, const char *crea
     return off;
 }
 
-bool session__vote_commit(struct session *s, const struct store_vote *sv)
+/* Appends a valid row to the votes array, not yet indexed nor counted; returns it. */
+static struct vote *vote_append(struct session *s, const struct store_vote *sv)
 {
-    struct poll *p = session__poll(s, sv->poll_id);
-    uint64_t key_k = 0;
-    uint64_t pp_k = 0;
     struct vote *v;
 
-    if (p == NULL || !vote_row_valid(p, sv)) {
-        log_warn("session %s: vote %lld does not fit poll %lld; not counted", s->code,
-                 (long long)sv->id, (long long)sv->poll_id);
-        return false;
-    }
-    if (vote_find_key(s, sv->participant_id, sv->idem_key, &key_k) != NULL)
-        return true; /* known already */
-    if (vote_find_pp(s, sv->participant_id, sv->poll_id, &pp_k) != NULL) {
-        log_warn("session %s: second vote %lld of participant %lld on poll %lld ignored",
-                 s->code, (long long)sv->id, (long long)sv->participant_id,
-                 (long long)sv->poll_id);
-        return false;
-    }
     if (s->n_votes == s->cap_votes) {
         s->cap_votes = s->cap_votes ? s->cap_votes * 2 : 256;
         s->votes = xrealloc(s->votes, s->cap_votes * sizeof(*s->votes));
@@ -365,13 +349,89 @@ bool session__vote_commit(struct session *s, const struct store_vote *sv)
     v->key_off = vote_strs_add(s, sv->idem_key, sv->created_at);
     memcpy(v->choices, sv->choices, sv->n_choices);
     v->n_choices = (uint8_t)sv->n_choices;
-    hmap_put(s->vote_by_key, key_k, (void *)(uintptr_t)s->n_votes);
-    hmap_put(s->vote_by_pp, pp_k, (void *)(uintptr_t)s->n_votes);
+    return v;
+}
+
+/*
+ * Indexes votes[idx] and counts it in its poll. false when the participant
+ * already has a vote with that key or on that poll (the vote is not counted).
+ */
+static bool vote_index(struct session *s, size_t idx)
+{
+    const struct vote *v = &s->votes[idx];
+    struct poll *p = session__poll(s, v->poll_id);
+    uint64_t key_k = 0;
+    uint64_t pp_k = 0;
+
+    TALLY_ASSERT(p != NULL);
+    if (vote_find_key(s, v->participant_id, vote_idem(s, v), &key_k) != NULL)
+        return false;
+    if (vote_find_pp(s, v->participant_id, v->poll_id, &pp_k) != NULL) {
+        log_warn("session %s: second vote %lld of participant %lld on poll %lld ignored", s->code,
+                 (long long)v->id, (long long)v->participant_id, (long long)v->poll_id);
+        return false;
+    }
+    hmap_put(s->vote_by_key, key_k, (void *)(uintptr_t)(idx + 1));
+    hmap_put(s->vote_by_pp, pp_k, (void *)(uintptr_t)(idx + 1));
     for (uint8_t i = 0; i < v->n_choices; i++)
         p->counts[v->choices[i]]++;
     p->total++;
     p->version++;
     return true;
+}
+
+static bool vote_row_fits(struct session *s, const struct store_vote *sv)
+{
+    struct poll *p = session__poll(s, sv->poll_id);
+
+    if (p == NULL || !vote_row_valid(p, sv)) {
+        log_warn("session %s: vote %lld does not fit poll %lld; not counted", s->code,
+                 (long long)sv->id, (long long)sv->poll_id);
+        return false;
+    }
+    return true;
+}
+
+bool session__vote_commit(struct session *s, const struct store_vote *sv)
+{
+    if (!vote_row_fits(s, sv))
+        return false;
+    if (vote_find_key(s, sv->participant_id, sv->idem_key, NULL) != NULL)
+        return true; /* known already */
+    vote_append(s, sv);
+    if (!vote_index(s, s->n_votes - 1)) {
+        s->n_votes--; /* its strings stay behind in strs: rare and harmless */
+        return false;
+    }
+    return true;
+}
+
+bool session__vote_load(struct session *s, const struct store_vote *sv)
+{
+    if (!vote_row_fits(s, sv))
+        return false;
+    vote_append(s, sv);
+    return true;
+}
+
+size_t session__vote_index_loaded(struct session *s)
+{
+    size_t kept = 0;
+
+    TALLY_ASSERT(hmap_count(s->vote_by_key) == 0 && hmap_count(s->flight_by_key) == 0);
+    /* Sized once for every vote: growing two maps of a million entries
+     * step by step costs more than all the rest of the load. */
+    hmap_destroy(s->vote_by_key);
+    hmap_destroy(s->vote_by_pp);
+    s->vote_by_key = hmap_create(s->n_votes);
+    s->vote_by_pp = hmap_create(s->n_votes);
+    for (size_t r = 0; r < s->n_votes; r++) {
+        s->votes[kept] = s->votes[r];
+        if (vote_index(s, kept))
+            kept++;
+    }
+    s->n_votes = kept;
+    return kept;
 }
 
 /* Answers the vote's request and its waiters with one outcome. */
@@ -393,7 +453,8 @@ static void vote_answer(struct session *s, struct flight *f, enum store_status s
         if (v != NULL) {
             vote_reply(s, req, i == 0 && st == STORE_OK ? 201 : 200, v);
         } else if (st == STORE_CONFLICT) {
-            api_reply_error(req, 409, "already_voted", "participant %lld already voted on poll %lld",
+            api_reply_error(req, 409, "already_voted",
+                            "participant %lld already voted on poll %lld",
                             (long long)f->participant_id, (long long)f->poll_id);
         } else {
             session__reply_503(req, "storage_unavailable", "storage is unavailable; try again");

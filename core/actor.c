@@ -100,11 +100,18 @@ static uint32_t pow2_above(uint32_t n)
 
 static void runq_push(struct actor_rt *rt, struct actor *a)
 {
+    unsigned ticket;
+
     TALLY_HB_RELEASE(a); /* the pusher's posts are visible to the worker that pops */
     TALLY_RACE_IGNORE_BEGIN();
-    bool ok = ck_ring_enqueue_mpmc(&rt->runq, rt->runq_slots, a);
+    /* ck's MPMC reserve, published by the yielding commit (see mbox.c for why). */
+    struct ck_ring_buffer *slot = ck_ring_enqueue_reserve_mpmc(&rt->runq, rt->runq_slots, &ticket);
+    if (slot != NULL) {
+        slot->value = a;
+        mbox__ring_commit(&rt->runq, ticket);
+    }
     TALLY_RACE_IGNORE_END();
-    TALLY_ASSERT(ok); /* sized above actors_max and an actor is queued at most once */
+    TALLY_ASSERT(slot != NULL); /* sized above actors_max and an actor is queued at most once */
 
     /* The push must be visible before we read sleepers (Dekker with worker_idle). */
     atomic_thread_fence(memory_order_seq_cst);

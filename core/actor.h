@@ -37,9 +37,15 @@ typedef void (*actor_on_tick_fn)(struct actor *a, void *ctx, uint64_t now_ms);
 struct actor_rt *actor_rt_create(unsigned threads, uint32_t actors_max);
 /** Starts the workers. Returns 0 or -errno. */
 int actor_rt_start(struct actor_rt *rt);
-/** Stops and joins the workers after they finish their current batch. */
+/**
+ * Stops and joins the workers after they finish their current batch, and the
+ * tick thread. Actors still scheduled stay queued; the runtime cannot restart.
+ */
 void actor_rt_stop(struct actor_rt *rt);
-/** Frees the runtime and every actor still in it. After stop. */
+/**
+ * Frees the runtime and every actor still in it. After stop. Messages still
+ * queued are dropped without running: owners that post payloads drain first.
+ */
 void actor_rt_destroy(struct actor_rt *rt);
 
 /**

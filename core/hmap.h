@@ -12,7 +12,9 @@
 
 struct hmap;
 
+/** Creates a map sized to hold cap_hint entries without growing. */
 struct hmap *hmap_create(size_t cap_hint);
+/** Frees the map (not the values). NULL is ignored. */
 void hmap_destroy(struct hmap *h);
 /** Inserts or replaces; key must not be 0. */
 void hmap_put(struct hmap *h, uint64_t key, void *val);
@@ -20,10 +22,14 @@ void hmap_put(struct hmap *h, uint64_t key, void *val);
 void *hmap_get(const struct hmap *h, uint64_t key);
 /** Removes and returns the value, or NULL. */
 void *hmap_del(struct hmap *h, uint64_t key);
+/** Number of entries. */
 size_t hmap_count(const struct hmap *h);
 /** Calls fn for every entry, in no order; fn must not modify the map. */
 void hmap_each(const struct hmap *h, void (*fn)(uint64_t key, void *val, void *arg), void *arg);
-/** A 64-bit hash of bytes (never 0). */
+/**
+ * A 64-bit hash of bytes (never 0), keyed at random once per process so that
+ * clients cannot pick colliding strings: never persist it or share it.
+ */
 uint64_t hmap_hash_bytes(const void *p, size_t n);
 
 #endif

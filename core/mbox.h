@@ -48,4 +48,13 @@ unsigned mbox_size(const struct mbox *m);
 /** A notify function that writes 1 to the eventfd passed as arg (cast from intptr_t). */
 void mbox_notify_eventfd(void *arg);
 
+struct ck_ring;
+/**
+ * Internal to core (mbox.c, actor.c): publishes the slot reserved as `ticket`
+ * on a multi-producer Concurrency Kit ring, after every earlier reservation.
+ * Unlike ck's own commit it yields the CPU after a short spin, so producers
+ * queued behind a descheduled one do not burn their time slices.
+ */
+void mbox__ring_commit(struct ck_ring *ring, unsigned ticket);
+
 #endif

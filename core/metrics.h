@@ -18,6 +18,10 @@
 
 struct metric;
 
+/*
+ * A name may end in constant labels, e.g. "tally_clients{kind=\"ws\"}": metrics
+ * sharing the part before the brace form one family (same type and HELP).
+ */
 /** Registers a counter (only grows). name and help must be string literals. */
 struct metric *metrics_counter(const char *name, const char *help);
 /** Registers a gauge (set, add, sub). */
@@ -30,9 +34,13 @@ struct metric *metrics_gauge(const char *name, const char *help);
 struct metric *metrics_histogram(const char *name, const char *help, const double *bounds,
                                  unsigned n_bounds, double scale);
 
+/** Adds v (counters: v >= 0). Any thread. */
 void metric_add(struct metric *m, int64_t v);
+/** Sets a gauge. Any thread. */
 void metric_set(struct metric *m, int64_t v);
+/** Records one observation in a histogram. Any thread. */
 void metric_observe(struct metric *m, double v);
+/** The current value; for a histogram, its observation count. */
 int64_t metric_value(const struct metric *m);
 
 /** Appends every metric in Prometheus text format 0.0.4 to out. */

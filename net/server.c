@@ -8,7 +8,7 @@
  * Life of a connection:
  *   accept (direct) -> multishot recv -> HTTP parse -> answer inline (health,
  *   metrics, errors) or post to the actors and wait -> reply message -> send
- *   -> next pipelined request ... -> shutdown -> close_direct -> slot free.
+ *   -> next pipelined request ... -> cancel recv -> close_direct -> slot free.
  *
  * Invariants:
  * - At most one request per connection is with the actors at a time; later
@@ -338,6 +338,13 @@ static void conn_maybe_release(struct net_thread *t, struct conn *c)
     c->close_submitted = true;
 }
 
+static void submit_cancel(struct net_thread *t, uint64_t target)
+{
+    struct io_uring_sqe *sqe = get_sqe(t);
+    io_uring_prep_cancel64(sqe, target, 0);
+    io_uring_sqe_set_data64(sqe, ud_pack(UD_OP_CANCEL, 0, 0, 0));
+}
+
 static void conn_close(struct net_thread *t, struct conn *c)
 {
     if (c->state != CONN_OPEN)
@@ -350,13 +357,15 @@ static void conn_close(struct net_thread *t, struct conn *c)
     }
     buf_free(&c->in);
     c->in_off = 0;
-    /* Shutting down ends the multishot recv (it completes with 0), which must
-     * finish before the slot is closed: see conn_maybe_release. */
-    uint32_t slot = conn_slot(t, c);
-    struct io_uring_sqe *sqe = get_sqe(t);
-    io_uring_prep_shutdown(sqe, (int)slot, SHUT_RDWR);
-    sqe_target(t, sqe, slot);
-    io_uring_sqe_set_data64(sqe, ud_pack(UD_OP_SHUTDOWN, c->gen, slot, 0));
+    /* End what is still in flight on the slot by cancelling it by its
+     * user_data; the slot is closed only once those completions are in (see
+     * conn_maybe_release). A shutdown(2) would need the slot itself and runs
+     * asynchronously in io-wq, so it could land after close_direct, on a new
+     * connection that reused the slot. */
+    if (c->recv_armed)
+        submit_cancel(t, ud_pack(UD_OP_RECV, c->gen, conn_slot(t, c), 0));
+    if (c->send_inflight)
+        submit_cancel(t, ud_pack(UD_OP_SEND, c->gen, conn_slot(t, c), 0));
     conn_maybe_release(t, c);
 }
 
@@ -766,8 +775,8 @@ static void handle_cqe(struct net_thread *t, const struct io_uring_cqe *cqe)
     case UD_OP_SEND:
         handle_send(t, cqe);
         break;
-    case UD_OP_SHUTDOWN:
-        break; /* the recv's end, not this, moves the close along */
+    case UD_OP_CANCEL:
+        break; /* the cancelled operation's own completion moves the close along */
     case UD_OP_CLOSE: {
         struct conn *c = conn_for(t, cqe->user_data);
         if (c)

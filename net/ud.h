@@ -21,7 +21,7 @@ enum ud_op {
     UD_OP_ACCEPT,
     UD_OP_RECV,
     UD_OP_SEND,
-    UD_OP_SHUTDOWN,
+    UD_OP_CANCEL,
     UD_OP_CLOSE,
     UD_OP_WAKE, /* the thread's mailbox eventfd became readable */
     UD_OP_TICK, /* the periodic timeout that drives connection timers */

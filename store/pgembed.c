@@ -21,6 +21,7 @@
 #include <glob.h>
 #include <limits.h>
 #include <pwd.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -192,6 +193,8 @@ static int run_tool(const struct pgembed *pg, const char *tool, const char *cons
     char exe[PATH_MAX];
     unsigned n = 0;
     posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    sigset_t none, all;
     pid_t pid;
     int status, rc;
 
@@ -220,7 +223,16 @@ static int run_tool(const struct pgembed *pg, const char *tool, const char *cons
     posix_spawn_file_actions_adddup2(&fa, 1, 2);
     /* The postgres user may not be allowed into our working directory. */
     posix_spawn_file_actions_addchdir_np(&fa, pg->dir);
-    rc = posix_spawn(&pid, argv[0], &fa, NULL, (char *const *)argv, environ);
+    /* Our threads may block or ignore signals (SIGTERM for a signalfd,
+     * SIGPIPE); the tools, and the server they start, must not inherit that. */
+    sigemptyset(&none);
+    sigfillset(&all);
+    posix_spawnattr_init(&attr);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setsigdefault(&attr, &all);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    rc = posix_spawn(&pid, argv[0], &fa, &attr, (char *const *)argv, environ);
+    posix_spawnattr_destroy(&attr);
     posix_spawn_file_actions_destroy(&fa);
     if (rc != 0) {
         log_error("pgembed: cannot run %s: %s", argv[0], strerror(rc));
@@ -311,16 +323,13 @@ static int prepare_dirs(struct pgembed *pg, const char *data_dir)
         !fmt_path(pg->run, sizeof(pg->run), real, "/run") ||
         !fmt_path(pg->log, sizeof(pg->log), real, "/pg.log"))
         return -ENAMETOOLONG;
-    if (mkdir(pg->pgdata, 0700) < 0 && errno != EEXIST)
-        return -errno;
-    if (mkdir(pg->run, 0700) < 0 && errno != EEXIST)
-        return -errno;
     /* A socket directory left open by someone would void trust authentication. */
-    if (chmod(pg->run, 0700) < 0)
-        return -errno;
-    fd = open(pg->log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
-    if (fd < 0)
-        return -errno;
+    if ((mkdir(pg->pgdata, 0700) < 0 && errno != EEXIST) || (mkdir(pg->run, 0700) < 0 && errno != EEXIST) ||
+        chmod(pg->run, 0700) < 0 || (fd = open(pg->log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600)) < 0) {
+        rc = -errno;
+        log_error("pgembed: cannot prepare %s: %s", real, strerror(-rc));
+        return rc;
+    }
     close(fd);
     return geteuid() == 0 ? prepare_owner(pg) : 0;
 }
@@ -445,9 +454,7 @@ static int start_cluster(struct pgembed *pg)
     char opts[PGEMBED_OPTS_MAX];
     const char *start_args[] = {"-D", pg->pgdata, "-o", opts, "-l", pg->log, "-w",
                                 "-t", PGEMBED_START_TIMEOUT_S, "start", NULL};
-    int rc = -EIO;
-
-    rc = find_running(pg);
+    int rc = find_running(pg);
     if (rc < 0)
         return rc;
     if (rc > 0) {

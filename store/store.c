@@ -14,8 +14,10 @@
  * anywhere: a lone operation commits at once, and under load batches grow by
  * themselves because operations pile up while the previous commit is flushed.
  * on_done runs on the writer thread after COMMIT returned (synchronous
- * commit, so the data is on disk) or after the transaction failed, in which
- * case every operation of the batch is STORE_UNAVAILABLE.
+ * commit, so the data is on disk) or after the transaction failed. When the
+ * connection broke, every operation of the batch is STORE_UNAVAILABLE; when
+ * a statement was refused on a live connection, each operation is retried in
+ * a transaction of its own so that only the offending one fails.
  *
  * Ordering: operations taken by different writers commit in any order. A
  * caller that needs B to commit after A submits B from A's on_done.
@@ -32,6 +34,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
@@ -49,17 +52,18 @@
 #include "core/log.h"
 #include "store/migrate.h"
 
-#define STORE_POOL_MAX 64
+#define STORE_POOL_MAX 128
 #define STORE_RING_SLOTS_MAX (1u << 24)
 #define STORE_BACKOFF_MIN_MS 50
 #define STORE_BACKOFF_MAX_MS 2000
 #define STORE_I64_MAX 24 /* "-9223372036854775808" and NUL */
 #define STORE_ERR_MAX 512
+#define STORE_IDLE_READS_MAX 8 /* reads to drain an idle connection before a batch */
 
 /* to_char pattern for UTC RFC 3339 with milliseconds. */
 #define SQL_TIME(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
 
-static_assert(STORE_BATCH_MAX <= UINT16_MAX, "batch indexes fit in 16 bits");
+static_assert(STORE_BATCH_MAX <= INT32_MAX, "row numbers of a batch fit libpq's int");
 static_assert(STORE_QUEUE_MAX < STORE_RING_SLOTS_MAX, "the default queue fits the ring");
 static_assert(API_CHOICES_MAX <= UINT8_MAX + 1, "choices are option indexes stored in uint8_t");
 static_assert(STORE_TIME_MAX > sizeof("2026-11-22T07:31:23.123Z"), "room for a timestamp");
@@ -86,6 +90,7 @@ struct store_writer {
     PGconn *conn; /* owned by the writer thread once it runs; NULL while disconnected */
     unsigned index;
     struct store_op *batch[STORE_BATCH_MAX];
+    struct store_op *retry[STORE_BATCH_MAX]; /* the batch, while its ops are retried one by one */
     struct vote_ref votes[STORE_BATCH_MAX];
     struct vote_row rows[STORE_BATCH_MAX];
     struct buf arr[5]; /* array literals for the vote INSERT, reused batch after batch */
@@ -264,6 +269,40 @@ static bool db_command(PGconn *c, const char *what, const char *sql)
 
     PQclear(res);
     return res != NULL;
+}
+
+/* Server notices (a WARNING on a redundant ROLLBACK, say) go to our log at
+ * debug level rather than raw to stderr. */
+static void on_notice(void *arg, const char *message)
+{
+    char buf[STORE_ERR_MAX];
+    size_t n = strlen(message);
+
+    (void)arg;
+    while (n > 0 && message[n - 1] == '\n')
+        n--;
+    snprintf(buf, sizeof(buf), "%.*s", (int)n, message);
+    log_debug("store: server notice: %s", buf);
+}
+
+static PGconn *db_connect(const char *conninfo, bool quiet)
+{
+    PGconn *c = PQconnectdb(conninfo);
+    char err[STORE_ERR_MAX];
+
+    if (PQstatus(c) != CONNECTION_OK) {
+        if (!quiet)
+            log_error("store: cannot connect to the database: %s", pq_msg(c, NULL, err));
+        PQfinish(c);
+        return NULL;
+    }
+    PQsetNoticeProcessor(c, on_notice, NULL);
+    /* We acknowledge only what is on disk, whatever the server's default. */
+    if (!db_command(c, "synchronous_commit", "SET synchronous_commit = on")) {
+        PQfinish(c);
+        return NULL;
+    }
+    return c;
 }
 
 /* ---- operations ------------------------------------------------------- */
@@ -723,7 +762,9 @@ static bool run_batch(struct store_writer *w, unsigned n)
     PGresult *res;
     bool committed;
 
-    if (!db_command(w->conn, "BEGIN", "BEGIN") || !lock_sessions(w, n))
+    /* READ COMMITTED whatever the server's default: a seq UPDATE that waited
+     * on another transaction must re-read the row it waited for, not fail. */
+    if (!db_command(w->conn, "BEGIN", "BEGIN ISOLATION LEVEL READ COMMITTED") || !lock_sessions(w, n))
         return false;
     for (unsigned i = 0; i < n; i++) {
         struct store_op *op = w->batch[i];
@@ -767,18 +808,83 @@ static void writer_disconnect(struct store_writer *w)
     log_warn("store: writer %u lost its database connection", w->index);
 }
 
+/* Ends a failed transaction. false: the connection is gone (dropped). */
+static bool writer_rollback(struct store_writer *w)
+{
+    if (PQstatus(w->conn) != CONNECTION_BAD && db_command(w->conn, "ROLLBACK", "ROLLBACK") &&
+        PQstatus(w->conn) != CONNECTION_BAD)
+        return true;
+    writer_disconnect(w);
+    return false;
+}
+
+/*
+ * The batch failed on a live connection: a statement was refused (a vote
+ * whose poll is gone, bytes the server rejects, a deadlock). One such
+ * operation must not fail its batch-mates, again and again as clients retry,
+ * so each operation is run again in a transaction of its own.
+ */
+static void retry_singly(struct store_writer *w, unsigned n)
+{
+    struct store_op *op;
+
+    memcpy(w->retry, w->batch, n * sizeof(w->batch[0]));
+    for (unsigned i = 0; i < n; i++) {
+        op = w->retry[i];
+        w->batch[0] = op;
+        if (w->conn != NULL && run_batch(w, 1))
+            continue;
+        op->status = STORE_UNAVAILABLE;
+        if (w->conn != NULL && !writer_rollback(w))
+            log_warn("store: connection lost while retrying a failed batch");
+    }
+    memcpy(w->batch, w->retry, n * sizeof(w->batch[0]));
+}
+
+/*
+ * A connection idle since the last batch may have been closed by the server
+ * (a restart, an administrator) without us noticing. Read what arrived; if
+ * it is dead, reconnect once at once rather than fail a batch on it.
+ * false: no connection (dropped; the writer goes on to back off).
+ */
+static bool writer_ensure_conn(struct store_writer *w)
+{
+    struct pollfd pfd = {.fd = PQsocket(w->conn), .events = POLLIN};
+    bool alive = PQstatus(w->conn) == CONNECTION_OK;
+    PGconn *fresh;
+
+    /* An idle connection receives nothing, unless the server is ending it
+     * (an error, then end of file) or reports a setting change. */
+    for (unsigned i = 0; alive && i < STORE_IDLE_READS_MAX && poll(&pfd, 1, 0) == 1; i++)
+        alive = PQconsumeInput(w->conn) && PQstatus(w->conn) == CONNECTION_OK;
+    if (alive)
+        return true;
+    fresh = db_connect(w->store->conninfo, true);
+    if (fresh == NULL) {
+        writer_disconnect(w);
+        return false;
+    }
+    PQfinish(w->conn);
+    w->conn = fresh;
+    log_info("store: writer %u replaced a connection the server had closed", w->index);
+    return true;
+}
+
 static void complete_batch(struct store_writer *w, unsigned n)
 {
     struct store *s = w->store;
-    bool ok = run_batch(w, n);
 
-    if (!ok) {
-        if (PQstatus(w->conn) == CONNECTION_BAD || !db_command(w->conn, "ROLLBACK", "ROLLBACK") ||
-            PQstatus(w->conn) == CONNECTION_BAD)
-            writer_disconnect(w);
+    if (!writer_ensure_conn(w)) {
         for (unsigned i = 0; i < n; i++)
             w->batch[i]->status = STORE_UNAVAILABLE;
+    } else if (!run_batch(w, n)) {
         atomic_fetch_add(&s->n_failed_batches, 1);
+        if (writer_rollback(w) && n > 1) {
+            retry_singly(w, n);
+        } else {
+            for (unsigned i = 0; i < n; i++)
+                w->batch[i]->status = STORE_UNAVAILABLE;
+        }
     }
     atomic_fetch_add(&s->n_batches, 1);
     atomic_fetch_add(&s->n_ops, n);
@@ -844,40 +950,6 @@ static unsigned writer_take(struct store_writer *w)
     }
     pthread_mutex_unlock(&s->lock);
     return n;
-}
-
-/* Server notices (a WARNING on a redundant ROLLBACK, say) go to our log at
- * debug level rather than raw to stderr. */
-static void on_notice(void *arg, const char *message)
-{
-    char buf[STORE_ERR_MAX];
-    size_t n = strlen(message);
-
-    (void)arg;
-    while (n > 0 && message[n - 1] == '\n')
-        n--;
-    snprintf(buf, sizeof(buf), "%.*s", (int)n, message);
-    log_debug("store: server notice: %s", buf);
-}
-
-static PGconn *db_connect(const char *conninfo, bool quiet)
-{
-    PGconn *c = PQconnectdb(conninfo);
-    char err[STORE_ERR_MAX];
-
-    if (PQstatus(c) != CONNECTION_OK) {
-        if (!quiet)
-            log_error("store: cannot connect to the database: %s", pq_msg(c, NULL, err));
-        PQfinish(c);
-        return NULL;
-    }
-    PQsetNoticeProcessor(c, on_notice, NULL);
-    /* We acknowledge only what is on disk, whatever the server's default. */
-    if (!db_command(c, "synchronous_commit", "SET synchronous_commit = on")) {
-        PQfinish(c);
-        return NULL;
-    }
-    return c;
 }
 
 /*
@@ -964,13 +1036,19 @@ struct store *store_create(const struct store_config *cfg)
     uint32_t want;
 
     TALLY_ASSERT(cfg != NULL && cfg->conninfo != NULL);
-    TALLY_ASSERT(cfg->pool >= 1 && cfg->pool <= STORE_POOL_MAX);
+    TALLY_ASSERT(cfg->pool >= 1);
     want = cfg->queue_max ? cfg->queue_max : STORE_QUEUE_MAX;
     TALLY_ASSERT(want < STORE_RING_SLOTS_MAX);
     s = xcalloc(1, sizeof(*s));
     s->conninfo = xstrdup(cfg->conninfo);
     s->instance_id = xstrdup(cfg->instance_id ? cfg->instance_id : "");
     s->pool = cfg->pool;
+    if (s->pool > STORE_POOL_MAX) {
+        /* Past a few connections per core commits only contend for the
+         * WAL flush; cap rather than refuse. */
+        log_warn("store: %u writer connections requested, using %u", s->pool, STORE_POOL_MAX);
+        s->pool = STORE_POOL_MAX;
+    }
     s->queue_max = want;
     /* A ck_ring of N slots holds N - 1 entries. */
     s->slots_n = 2;

@@ -2,7 +2,7 @@
  * stress.c - tally-stress: load generator for tallyd.
  *
  *   tally-stress votes [--target 127.0.0.1:8080] [--clients 64] [--seconds 10]
- *                      [--participants-per-client 16] [--json FILE]
+ *                      [--participants-per-client 64] [--json FILE]
  *
  * "votes": creates a session, joins participants (each client from its own
  * loopback source address 127.0.0.(2+i), so the per-address join limit is
@@ -58,6 +58,7 @@ struct client {
     uint64_t deadline_ns;
     struct hist hist;
     uint64_t ok, errors, other;
+    uint64_t by_status[6]; /* other answers by status class: 1xx..5xx */
 };
 
 static void usage(void)
@@ -85,7 +86,7 @@ static void parse_opts(int argc, char **argv, struct opts *o)
     o->port = 8080;
     o->clients = 64;
     o->seconds = 10;
-    o->ppc = 16;
+    o->ppc = 64;
     for (int i = 2; i < argc; i++) {
         const char *f = argv[i];
         if (i + 1 >= argc)
@@ -293,8 +294,10 @@ static int run_votes(const struct opts *o)
     }
     static struct hist all;
     hist_init(&all);
-    uint64_t ok = 0, errors = 0, other = 0;
+    uint64_t ok = 0, errors = 0, other = 0, by_status[6] = {0};
     for (unsigned i = 0; i < o->clients; i++) {
+        for (unsigned k = 0; k < 6; k++)
+            by_status[k] += cs[i].by_status[k];
         pthread_join(cs[i].tid, NULL);
         hist_merge(&all, &cs[i].hist);
         ok += cs[i].ok;
@@ -304,6 +307,9 @@ static int run_votes(const struct opts *o)
     }
     double secs = (double)(now_ns() - t0) / 1e9;
     report(o, &all, ok, errors, other, secs);
+    if (other)
+        printf("other answers by class: 2xx %" PRIu64 ", 3xx %" PRIu64 ", 4xx %" PRIu64
+               ", 5xx %" PRIu64 "\n", by_status[2], by_status[3], by_status[4], by_status[5]);
     free(cs);
     free(polls);
     free(ptok);

@@ -57,9 +57,9 @@ static void test_normalize(void **state)
 static void test_normalize_rejects(void **state)
 {
     static const char *const bad[] = {
-        "",        "K7QX2",   "K7QX2MM", "K7QX20", "K7QX2O",  "K7QX2o", "K7QX21",
-        "K7QX2I",  "K7QX2i",  "K7QX2L",  "K7QX2l", "K7QX2-",  "K7 X2M", "K7QX2\xc3",
-        "\0K7QX2", "K7QX2M ", " K7QX2M",
+        "",       "K7QX2",     "K7QX2MM", "K7QX20",  "K7QX2O",  "K7QX2o",
+        "K7QX21", "K7QX2I",    "K7QX2i",  "K7QX2L",  "K7QX2l",  "K7QX2-",
+        "K7 X2M", "K7QX2\xc3", "\0K7QX2", "K7QX2M ", " K7QX2M",
     };
     char out[API_CODE_LEN + 1];
 
@@ -138,9 +138,12 @@ static void test_distribution(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_generate_shape),   cmocka_unit_test(test_alphabet),
-        cmocka_unit_test(test_normalize),        cmocka_unit_test(test_normalize_rejects),
-        cmocka_unit_test(test_key),              cmocka_unit_test(test_distribution),
+        cmocka_unit_test(test_generate_shape),
+        cmocka_unit_test(test_alphabet),
+        cmocka_unit_test(test_normalize),
+        cmocka_unit_test(test_normalize_rejects),
+        cmocka_unit_test(test_key),
+        cmocka_unit_test(test_distribution),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -314,8 +314,13 @@ static struct api_req *vote_req(int64_t poll_id, const char *token, const char *
 {
     struct api_req *req = req_new(API_VOTE, NULL, poll_id, token);
 
-    if (key)
-        snprintf(req->idem_key, sizeof(req->idem_key), "%s", key);
+    if (key) {
+        size_t len = strlen(key);
+
+        assert_true(len < sizeof(req->idem_key));
+        memcpy(req->idem_key, key, len);
+        req->idem_key[len] = '\0';
+    }
     memcpy(req->choices, choices, n);
     req->n_choices = n;
     return req;
@@ -375,9 +380,10 @@ static void expect_results(int64_t poll_id, const char *token, const char *want)
 /* The events of session id, as "kind:seq,..." */
 static void events_of(int64_t session_id, char *out, size_t out_len)
 {
-    static const char *const names[] = {
-        [STORE_POLL_CREATE] = "created", [STORE_POLL_OPEN] = "opened",
-        [STORE_POLL_CLOSE] = "closed",   [STORE_SESSION_CLOSE] = "session_closed"};
+    static const char *const names[] = {[STORE_POLL_CREATE] = "created",
+                                        [STORE_POLL_OPEN] = "opened",
+                                        [STORE_POLL_CLOSE] = "closed",
+                                        [STORE_SESSION_CLOSE] = "session_closed"};
     struct fake_event e;
     size_t off = 0;
 
@@ -423,6 +429,8 @@ static void test_create_and_get(void **state)
     assert_int_equal(json_array_size(json_object_get(c->json, "polls")), 0);
     assert_int_equal(jint(c->json, "seq", NULL), 0);
     assert_int_equal(jint(c->json, "participants", NULL), 0);
+    assert_string_equal(jstr(c->json, "you", "role"), "presenter");
+    assert_int_equal(jint(c->json, "you", "id"), s.id);
     call_free(c);
 
     /* Codes match whatever their case. */
@@ -504,7 +512,14 @@ static void test_auth(void **state)
     open_poll(&a, poll);
     expect_error(vote(poll, a.token, "k1", zero, 1), 403, "forbidden");
     /* Either token reads the session and results. */
-    expect_status(call(req_new(API_SESSION_GET, a.code, 0, pa.token)), 200);
+    {
+        struct call *c = call(req_new(API_SESSION_GET, a.code, 0, pa.token));
+
+        assert_int_equal(c->status, 200);
+        assert_string_equal(jstr(c->json, "you", "role"), "participant");
+        assert_int_equal(jint(c->json, "you", "id"), pa.id);
+        call_free(c);
+    }
     expect_status(poll_do(API_RESULTS, poll, pa.token), 200);
     expect_status(poll_do(API_RESULTS, poll, a.token), 200);
     /* Unknown poll ids. */
@@ -615,12 +630,10 @@ static void test_polls_and_votes(void **state)
                         "closed");
     assert_string_equal(jstr(json_array_get(json_object_get(c->json, "polls"), 3), "state", NULL),
                         "draft");
-    assert_int_equal(jint(json_array_get(json_object_get(c->json, "polls"), 2), "max_choices",
-                          NULL),
-                     1);
-    assert_int_equal(jint(json_array_get(json_object_get(c->json, "polls"), 1), "max_choices",
-                          NULL),
-                     2);
+    assert_int_equal(
+        jint(json_array_get(json_object_get(c->json, "polls"), 2), "max_choices", NULL), 1);
+    assert_int_equal(
+        jint(json_array_get(json_object_get(c->json, "polls"), 1), "max_choices", NULL), 2);
     assert_int_equal(jint(c->json, "seq", NULL), 8); /* 4 created, 3 opened, 1 closed */
     assert_int_equal(jint(c->json, "participants", NULL), 3);
     call_free(c);
@@ -703,7 +716,7 @@ static void test_rate_limit(void **state)
     assert_true(session__rate_take(&pt, 1100)); /* 100 ms is one vote */
     assert_false(session__rate_take(&pt, 1100));
     assert_false(session__rate_take(&pt, 900)); /* a clock going back refills nothing */
-    for (int i = 0; i < VOTE_RATE_BURST; i++) /* a long pause refills the burst, not more */
+    for (int i = 0; i < VOTE_RATE_BURST; i++)   /* a long pause refills the burst, not more */
         assert_true(session__rate_take(&pt, 60000));
     assert_false(session__rate_take(&pt, 60000));
 
@@ -770,8 +783,7 @@ static void test_poll_create_validation(void **state)
     opts[0] = o;
     opts[1] = "x";
     expect_status(call(poll_req(&s, POLL_SINGLE, q, opts, 2, 1)), 201);
-    expect_status(call(poll_req(&s, POLL_MULTI, "q", OPTS, API_OPTIONS_MAX, API_OPTIONS_MAX)),
-                  201);
+    expect_status(call(poll_req(&s, POLL_MULTI, "q", OPTS, API_OPTIONS_MAX, API_OPTIONS_MAX)), 201);
     q[API_QUESTION_MAX] = 'q';
     q[API_QUESTION_MAX + 1] = '\0';
     expect_error(call(poll_req(&s, POLL_SINGLE, q, opts, 2, 1)), 400, "invalid_request");
@@ -1117,12 +1129,12 @@ static void test_inflight(void **state)
     assert_int_equal(jint(first->json, "vote", "id"), jint(retry->json, "vote", "id"));
     assert_int_equal(close->status, 200);
     c = close;
-    assert_int_equal(
-        json_integer_value(json_array_get(json_object_get(json_object_get(c->json, "poll"), "counts"), 0)),
-        1);
-    assert_int_equal(
-        json_integer_value(json_array_get(json_object_get(json_object_get(c->json, "poll"), "counts"), 2)),
-        1);
+    assert_int_equal(json_integer_value(json_array_get(
+                         json_object_get(json_object_get(c->json, "poll"), "counts"), 0)),
+                     1);
+    assert_int_equal(json_integer_value(json_array_get(
+                         json_object_get(json_object_get(c->json, "poll"), "counts"), 2)),
+                     1);
     call_free(first);
     call_free(retry);
     call_free(close);
@@ -1243,7 +1255,9 @@ static void test_concurrent(void **state)
     }
     for (int i = 0; i < 8; i++) {
         snprintf(want, sizeof(want), "%s|8|8",
-                 i % 3 == 0 ? "8,0,0" : i % 3 == 1 ? "0,8,0" : "0,0,8");
+                 i % 3 == 0   ? "8,0,0"
+                 : i % 3 == 1 ? "0,8,0"
+                              : "0,0,8");
         expect_results(polls[i], s.token, want);
     }
 }

@@ -119,9 +119,9 @@ static void test_wipe(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_shape),      cmocka_unit_test(test_tokens_differ),
+        cmocka_unit_test(test_shape),          cmocka_unit_test(test_tokens_differ),
         cmocka_unit_test(test_hash_is_sha256), cmocka_unit_test(test_hash_parse),
-        cmocka_unit_test(test_hash_key),   cmocka_unit_test(test_wipe),
+        cmocka_unit_test(test_hash_key),       cmocka_unit_test(test_wipe),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

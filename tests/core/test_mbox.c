@@ -14,6 +14,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
@@ -206,11 +207,23 @@ struct producer_arg {
     uint32_t id;
 };
 
+/* A payload written by the producer and read (then freed) by the consumer:
+ * its ownership moves with the message. */
+struct payload {
+    uint32_t producer, seq;
+    char text[16];
+};
+
 static void *producer_main(void *p)
 {
     struct producer_arg *pa = p;
     for (uint32_t seq = 0; seq < STRESS_PER_PRODUCER; seq++) {
-        struct mbox_msg msg = {.type = pa->id, .u32 = seq, .u64 = ((uint64_t)pa->id << 32) | seq};
+        struct payload *pl = malloc(sizeof(*pl));
+        pl->producer = pa->id;
+        pl->seq = seq;
+        snprintf(pl->text, sizeof(pl->text), "p%u/%u", pa->id, seq);
+        struct mbox_msg msg = {.type = pa->id, .u32 = seq, .u64 = ((uint64_t)pa->id << 32) | seq,
+                               .ptr = pl};
         while (!mbox_post(pa->s->m, &msg)) {
             atomic_fetch_add_explicit(&pa->s->full_retries, 1, memory_order_relaxed);
             sched_yield();
@@ -253,6 +266,13 @@ static void test_stress_eventfd(void **state)
                     assert_true(p < STRESS_PRODUCERS);
                     assert_int_equal(batch[i].u32, next[p]); /* per-producer FIFO, no loss */
                     assert_int_equal(batch[i].u64, ((uint64_t)p << 32) | next[p]);
+                    const struct payload *pl = batch[i].ptr;
+                    char want[16];
+                    snprintf(want, sizeof(want), "p%u/%u", p, next[p]);
+                    assert_int_equal(pl->producer, p);
+                    assert_int_equal(pl->seq, next[p]);
+                    assert_string_equal(pl->text, want);
+                    free(batch[i].ptr);
                     next[p]++;
                 }
                 received += n;

@@ -3,8 +3,10 @@
  * a restart, reuse of a running cluster, recovery after the postmaster was
  * killed, and refusal of data directories pg_ctl cannot handle.
  *
- * Every test works in a fresh directory under /tmp whose path contains a
- * space. Exits 77 when no PostgreSQL binaries are installed.
+ * The tests share one directory under /tmp whose path contains a space, so
+ * initdb runs once: the first test creates the cluster, the next ones start
+ * it again, reuse it running and recover it after a kill. Exits 77 when no
+ * PostgreSQL binaries are installed.
  */
 #include <errno.h>
 #include <ftw.h>
@@ -51,7 +53,7 @@ static int rm_entry(const char *path, const struct stat *st, int flag, struct FT
     return remove(path);
 }
 
-static int setup(void **state)
+static int group_setup(void **state)
 {
     (void)state;
     strcpy(tmp_root, "/tmp/tally-pgembed-XXXXXX");
@@ -64,7 +66,7 @@ static int setup(void **state)
     return 0;
 }
 
-static int teardown(void **state)
+static int group_teardown(void **state)
 {
     (void)state;
     return nftw(tmp_root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
@@ -108,8 +110,11 @@ static void test_start_stop_keeps_data(void **state)
     PGconn *c;
 
     (void)state;
+    snprintf(path, sizeof(path), "%s/pg/PG_VERSION", data_dir);
+    assert_int_not_equal(access(path, F_OK), 0); /* first run: initdb's job */
     pg = pgembed_start(data_dir, conninfo, sizeof(conninfo));
     assert_non_null(pg);
+    assert_int_equal(access(path, F_OK), 0);
     assert_non_null(strstr(conninfo, "/data dir/run"));
     /* The socket directory is closed to everyone but the cluster's owner. */
     snprintf(path, sizeof(path), "%s/run", data_dir);
@@ -246,12 +251,12 @@ static void test_stop_null(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_start_stop_keeps_data, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_reuses_running_cluster, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_recovers_after_kill, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_refuses_unsafe_dir, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_refuses_small_conninfo_buffer, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_refuses_long_socket_path, setup, teardown),
+        cmocka_unit_test(test_start_stop_keeps_data),
+        cmocka_unit_test(test_reuses_running_cluster),
+        cmocka_unit_test(test_recovers_after_kill),
+        cmocka_unit_test(test_refuses_unsafe_dir),
+        cmocka_unit_test(test_refuses_small_conninfo_buffer),
+        cmocka_unit_test(test_refuses_long_socket_path),
         cmocka_unit_test(test_stop_null),
     };
 
@@ -259,5 +264,5 @@ int main(void)
         fprintf(stderr, "no PostgreSQL binaries: skipped\n");
         return 77;
     }
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

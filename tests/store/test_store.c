@@ -425,6 +425,27 @@ static void test_array_literals_roundtrip(void **state)
     PQfinish(c);
 }
 
+static void test_create_limits(void **state)
+{
+    struct store_config cfg = {.conninfo = "dbname=x", .pool = STORE_POOL_MAX + 1, .queue_max = 0};
+    struct store *s = store_create(&cfg);
+
+    (void)state;
+    assert_int_equal(s->pool, STORE_POOL_MAX);
+    assert_int_equal(s->queue_max, STORE_QUEUE_MAX); /* 0 means the default */
+    assert_true(IS_POW2(s->slots_n));
+    assert_true(s->slots_n > s->queue_max); /* N slots hold N - 1 */
+    assert_false(store_available(s));       /* not started */
+    store_destroy(s);
+    cfg.pool = 1;
+    cfg.queue_max = 1;
+    s = store_create(&cfg);
+    assert_int_equal(s->pool, 1);
+    assert_int_equal(s->slots_n, 2);
+    store_destroy(s);
+    store_op_free(NULL);
+}
+
 /* ---- migrations --------------------------------------------------------- */
 
 static void assert_schema(const char *ci)
@@ -961,6 +982,45 @@ static void test_vote_conflicts_in_one_batch(void **state)
     store_destroy(s);
 }
 
+/* A refused statement fails only its own operation, not its batch-mates. */
+static void test_refused_op_isolated(void **state)
+{
+    struct store *s = store_up(conninfo, 1, 0, "inst-a");
+    int64_t sid = make_session(s), poll = make_poll(s, sid, NULL);
+    int64_t u1 = make_participant(s, sid), u2 = make_participant(s, sid);
+    struct store_op *g, *ops[5];
+    uint64_t failed;
+    PGconn *c = db_open(conninfo);
+
+    (void)state;
+    ops[0] = vote_op(sid, poll, u1, "good", (uint8_t[]){0}, 1);
+    ops[1] = vote_op(sid, poll + 1000000, u2, "no such poll", (uint8_t[]){0}, 1);
+    ops[2] = vote_op(sid, poll, u2, "good too", (uint8_t[]){1}, 1);
+    ops[3] = poll_op(sid + 1000000, POLL_SINGLE, 2, 1); /* no such session */
+    ops[4] = session_op();
+    tracker_reset();
+    g = gate_close(s);
+    failed = atomic_load(&s->n_failed_batches);
+    for (size_t i = 0; i < ARRAY_LEN(ops); i++)
+        assert_true(store_submit(s, ops[i]));
+    gate_open();
+    wait_done(1 + ARRAY_LEN(ops));
+    assert_int_equal(atomic_load(&s->n_failed_batches) - failed, 1);
+    assert_int_equal(ops[0]->status, STORE_OK);
+    assert_int_equal(ops[1]->status, STORE_UNAVAILABLE);
+    assert_int_equal(ops[2]->status, STORE_OK);
+    assert_int_equal(ops[3]->status, STORE_UNAVAILABLE);
+    assert_int_equal(ops[4]->status, STORE_OK);
+    assert_true(store_available(s)); /* the connection survived */
+    assert_votes_table(poll, (struct store_op *[]){ops[0], ops[2]}, 2);
+    assert_int_equal(db_i64(c, "SELECT count(*) FROM event_log WHERE session_id > 1000000", 0, NULL), 0);
+    for (size_t i = 0; i < ARRAY_LEN(ops); i++)
+        store_op_free(ops[i]);
+    store_op_free(g);
+    PQfinish(c);
+    store_destroy(s);
+}
+
 /* ---- limits and stopping ------------------------------------------------ */
 
 static void test_batch_limit(void **state)
@@ -1286,6 +1346,16 @@ static void test_unavailable_then_recovers(void **state)
     assert_int_equal(op->status, STORE_OK);
     assert_votes_table(poll, &op, 1);
     store_op_free(op);
+
+    /* A restart while the writers idle: the next operation finds its
+     * connection closed, reconnects at once and commits. */
+    pgembed_stop(cluster);
+    cluster = pgembed_start(data_dir, conninfo, sizeof(conninfo));
+    assert_non_null(cluster);
+    op = session_op();
+    submit_wait(s, op);
+    assert_int_equal(op->status, STORE_OK);
+    store_op_free(op);
     store_destroy(s);
 }
 
@@ -1294,6 +1364,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_parse_choices),
         cmocka_unit_test(test_array_literals_roundtrip),
+        cmocka_unit_test(test_create_limits),
         cmocka_unit_test(test_migrations_idempotent),
         cmocka_unit_test(test_migrations_concurrent),
         cmocka_unit_test(test_unreachable_database),
@@ -1306,6 +1377,7 @@ int main(void)
         cmocka_unit_test(test_votes_concurrent),
         cmocka_unit_test(test_vote_duplicate_and_conflict),
         cmocka_unit_test(test_vote_conflicts_in_one_batch),
+        cmocka_unit_test(test_refused_op_isolated),
         cmocka_unit_test(test_batch_limit),
         cmocka_unit_test(test_queue_limit),
         cmocka_unit_test(test_stop_commits_queued),
