@@ -57,6 +57,8 @@ static void world_open(struct world *w, struct store *st)
 
 static void world_close(struct world *w)
 {
+    /* A test that failed while holding the store must not hang the teardown. */
+    fake_store_hold(w->st, false);
     fake_store_wait_idle(w->st);
     actor_rt_stop(w->rt);
     actors_destroy(w->as);
@@ -1109,6 +1111,7 @@ static void test_inflight(void **state)
     join(&s, &p2);
     poll = create_poll(&s, POLL_MULTI, 3, 3);
     open_poll(&s, poll);
+    fake_store_wait_idle(W.st); /* earlier steps' ops are fully done, not just answered */
     fake_store_hold(W.st, true);
     first = call_start(vote_req(poll, p1.token, "f", (const uint8_t[]){0, 2}, 2));
     retry = call_start(vote_req(poll, p1.token, "f", (const uint8_t[]){1}, 1));
@@ -1148,6 +1151,7 @@ static void test_inflight(void **state)
     /* A vote that fails in flight fails its waiters too, and is forgotten. */
     poll = create_poll(&s, POLL_SINGLE, 2, 1);
     open_poll(&s, poll);
+    fake_store_wait_idle(W.st); /* earlier steps' ops are fully done, not just answered */
     fake_store_hold(W.st, true);
     fake_store_fail_next(W.st, STORE_VOTE, STORE_UNAVAILABLE, 1, false);
     first = call_start(vote_req(poll, p1.token, "x", (const uint8_t[]){0}, 1));
@@ -1171,6 +1175,7 @@ static void test_structural_queue(void **state)
     create_session("Queue", &s);
     poll = create_poll(&s, POLL_SINGLE, 2, 1);
     /* Open then close, sent together: the close sees the poll open. */
+    fake_store_wait_idle(W.st); /* earlier steps' ops are fully done, not just answered */
     fake_store_hold(W.st, true);
     open = call_start(req_new(API_POLL_OPEN, NULL, poll, s.token));
     close = call_start(req_new(API_POLL_CLOSE, NULL, poll, s.token));
@@ -1180,6 +1185,7 @@ static void test_structural_queue(void **state)
     expect_status(call_wait(open), 200);
     expect_status(call_wait(close), 200);
 
+    fake_store_wait_idle(W.st); /* earlier steps' ops are fully done, not just answered */
     fake_store_hold(W.st, true);
     for (int i = 0; i <= SESSION_QUEUE_MAX; i++)
         calls[i] = call_start(req_new(API_SESSION_CLOSE, s.code, 0, s.token));
