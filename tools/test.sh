@@ -8,7 +8,7 @@ tools/deps.sh
 JOBS=$(nproc)
 
 build() { # dir sanitizer
-    cmake -S . -B "$1" -DCMAKE_BUILD_TYPE=Debug -DSANITIZER="$2" >/dev/null
+    cmake -S . -B "$1" -DSANITIZER="$2" >/dev/null
     cmake --build "$1" -j"$JOBS" >/dev/null
 }
 

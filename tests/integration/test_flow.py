@@ -4,7 +4,9 @@ restart on the same data directory, and a clean SIGTERM.
 
 usage: test_flow.py PATH/TO/tallyd
 """
+import os
 import socket
+import subprocess
 import sys
 import time
 import traceback
@@ -240,8 +242,22 @@ def after_restart(t, code, ptok, ptoks, single, multi, rating, keys):
     check(r.status == 409, "join closed session: 409")
 
 
+def bad_config(binary):
+    for args, option in ((["--threads", "abc"], "--threads"),
+                         (["--listen", "nowhere"], "--listen"),
+                         (["--no-such-flag"], "--no-such-flag")):
+        p = subprocess.run([binary] + args, capture_output=True, text=True, timeout=30)
+        lines = [l for l in p.stderr.splitlines() if l.strip()]
+        check(p.returncode == 2, "bad %s: exit 2 (got %d)" % (option, p.returncode))
+        check(len(lines) == 1 and option in lines[0], "bad %s: one line naming it (%r)" % (option, p.stderr))
+    env = dict(os.environ, TALLY_DRAIN_SECONDS="-1")
+    p = subprocess.run([binary], capture_output=True, text=True, timeout=30, env=env)
+    check(p.returncode == 2 and "TALLY_DRAIN_SECONDS" in p.stderr, "bad env value: exit 2 naming it")
+
+
 def main():
     binary = sys.argv[1]
+    bad_config(binary)
     t = Tally(binary)
     try:
         t.start()
