@@ -177,7 +177,9 @@ static void db_run(const char *ci, const char *sql)
 /* conninfo naming another database of the cluster (later keys win). */
 static void conninfo_db(char *out, size_t n, const char *db)
 {
-    snprintf(out, n, "%s dbname=%s", conninfo, db);
+    int len = snprintf(out, n, "%s dbname=%s", conninfo, db);
+
+    assert_true(len > 0 && (size_t)len < n);
 }
 
 static struct store *store_up(const char *ci, unsigned pool, uint32_t queue_max, const char *instance)
