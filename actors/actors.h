@@ -18,10 +18,13 @@ struct actor_rt;
 struct store;
 struct actors;
 
+struct stream_sink;
+
 struct actors_config {
     struct actor_rt *rt;  /* runs the session actors */
     struct store *store;  /* where every change is committed */
     uint32_t sessions_max;
+    const struct stream_sink *sink; /* live subscribers' network side; NULL: none */
 };
 
 /** Creates the directory. */

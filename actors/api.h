@@ -40,6 +40,8 @@ enum api_op {
     API_SESSION_CLOSE,  /* POST /api/v1/sessions/{code}/close */
     API_EXPORT_CSV,     /* GET  /api/v1/sessions/{code}/export.csv */
     API_QR_SVG,         /* GET  /api/v1/sessions/{code}/qr.svg */
+    API_SUBSCRIBE,      /* GET  /api/v1/sessions/{code}/ws and /events (see actors/stream.h) */
+    API_UNSUBSCRIBE,    /* a subscriber's connection ended; answered only to free it */
     API_OP_COUNT
 };
 
@@ -71,7 +73,18 @@ struct api_req {
     uint8_t choices[API_CHOICES_MAX]; /* API_VOTE: option indexes as sent (duplicates rejected by the actor) */
     uint32_t n_choices;
 
-    /* The reply, filled by the actor before on_reply. */
+    /* API_SUBSCRIBE / API_UNSUBSCRIBE (and votes sent over a WebSocket). */
+    int64_t since;       /* resume after this seq; -1 when not resuming */
+    int format;          /* enum stream_fmt of the subscriber's connection */
+    unsigned net_thread; /* the network thread that owns the connection */
+    int64_t session_id;   /* reply of SUBSCRIBE (in for UNSUBSCRIBE) */
+    bool is_participant;  /* reply of SUBSCRIBE (in for UNSUBSCRIBE) */
+    int64_t subscriber_id; /* participant id, or the session id for a presenter */
+
+    /* The reply, filled by the actor before on_reply. For an accepted
+     * API_SUBSCRIBE, status is 200 and body holds the first bytes to send,
+     * already framed in the connection's format (hello, replayed events,
+     * current results). */
     int status;
     const char *content_type; /* static string; NULL means application/json */
     char *body;               /* owned, may be NULL */

@@ -40,6 +40,17 @@ enum store_op_kind {
     STORE_SESSION_CLOSE,      /* in: session_id; out: seq (event session.closed) */
     STORE_VOTE,               /* in: vote; out: vote (new or, with DUPLICATE, original) */
     STORE_VOTE_LOOKUP,        /* in: vote.participant_id, vote.idem_key; out: vote or NOT_FOUND */
+    STORE_EVENTS_SINCE,       /* in: session_id, seq (after); out: events, n_events (ascending) */
+    STORE_EVENTS_PRUNE,       /* in: id = keep seconds; deletes older event_log rows; out: n_events */
+};
+
+#define STORE_EVENTS_MAX 100000 /* rows one EVENTS_SINCE returns at most */
+
+/* One event_log row. */
+struct store_event {
+    int64_t seq;
+    char type[24];  /* "poll.created", ... */
+    char *payload;  /* owned: the event's `data` object as JSON text */
 };
 
 struct store_vote {
@@ -84,6 +95,8 @@ struct store_op {
     struct api_poll_spec poll; /* owned strings; POLL_CREATE */
     struct store_vote vote;    /* VOTE, VOTE_LOOKUP */
     char created_at[STORE_TIME_MAX]; /* out */
+    struct store_event *events;      /* out (EVENTS_SINCE): owned array, freed by store_op_free */
+    uint32_t n_events;
 };
 
 struct store_config {
