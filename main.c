@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "actors/actors.h"
+#include "actors/stream.h"
 #include "core/actor.h"
 #include "core/base.h"
 #include "core/config.h"
@@ -26,7 +27,7 @@
 
 #define MAIN_CONNINFO_MAX 1024
 #define MAIN_DRAIN_POLL_MS 10
-#define MAIN_ACTOR_MBOX_SESSIONS_MAX 100000
+#define MAIN_ACTOR_MBOX_SESSIONS_MAX 100000 /* sessions one instance holds */
 
 struct tallyd {
     struct config cfg;
@@ -36,6 +37,7 @@ struct tallyd {
     struct actor_rt *rt;
     struct actors *actors;
     struct net_server *net;
+    struct stream_sink sink; /* filled by the network side before traffic starts */
 };
 
 static int parse_config(struct tallyd *d, int argc, char **argv, char **envp)
@@ -80,12 +82,15 @@ static int start_storage(struct tallyd *d)
 static int start_actors(struct tallyd *d)
 {
     unsigned workers = d->cfg.threads / 2 ? d->cfg.threads / 2 : 1;
-    d->rt = actor_rt_create(workers, MAIN_ACTOR_MBOX_SESSIONS_MAX);
+    d->rt = actor_rt_create(workers, MAIN_ACTOR_MBOX_SESSIONS_MAX + 1); /* + the directory */
     int rc = actor_rt_start(d->rt);
     if (rc < 0)
         return rc;
-    struct actors_config ac = {
-        .rt = d->rt, .store = d->store, .sessions_max = MAIN_ACTOR_MBOX_SESSIONS_MAX};
+    d->sink.threads = net_rings_needed(&d->cfg);
+    struct actors_config ac = {.rt = d->rt,
+                               .store = d->store,
+                               .sessions_max = MAIN_ACTOR_MBOX_SESSIONS_MAX,
+                               .sink = &d->sink};
     d->actors = actors_create(&ac);
     uint64_t t0 = clock_now_ms();
     rc = actors_load(d->actors);
@@ -160,6 +165,7 @@ int main(int argc, char **argv, char **envp)
         return 1;
     }
     d.net = net_server_create(&d.cfg, d.actors, d.store);
+    net_server_sink(d.net, &d.sink);
     if (net_server_start(d.net) < 0) {
         shutdown_all(&d);
         return 1;

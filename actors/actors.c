@@ -13,6 +13,12 @@
  * A session is created by the lobby actor: the new code and presenter token
  * are committed first, and only then does the session get its actor and its
  * directory entries, so nothing routes to a session the database lacks.
+ *
+ * The lobby also keeps event_log to its retention: from its tick, first
+ * EVENTS_PRUNE_FIRST_MS after start (so an instance restarted more often than
+ * hourly still prunes), then every EVENTS_PRUNE_EVERY_MS, it submits one
+ * STORE_EVENTS_PRUNE that deletes events older than EVENTS_KEEP_S. Every
+ * instance does this; deleting what another already deleted is harmless.
  */
 #include "actors/actors.h"
 
@@ -25,6 +31,7 @@
 #include "actors/joincode.h"
 #include "actors/qr.h"
 #include "actors/session.h"
+#include "actors/stream.h"
 #include "actors/token.h"
 #include "core/actor.h"
 #include "core/base.h"
@@ -41,6 +48,7 @@ struct lobby_job {
 };
 
 static void lobby_on_msg(struct actor *a, void *ctx, const struct mbox_msg *msg);
+static void lobby_on_tick(struct actor *a, void *ctx, uint64_t now_ms);
 
 /*
  * Readers take the lock on every request, from every network thread; with
@@ -76,9 +84,15 @@ struct actors *actors_create(const struct actors_config *cfg)
     as->by_id = hmap_create(1024);
     atomic_init(&as->reserved, 0);
     atomic_init(&as->participants, 0);
+    /* The network side may fill in the sink's ctx and broadcast after this,
+     * before traffic starts; its thread count is needed now. */
+    TALLY_ASSERT(cfg->sink == NULL || cfg->sink->threads >= 1);
+    as->sink = cfg->sink;
+    as->prune_next_ms = clock_now_ms() + EVENTS_PRUNE_FIRST_MS;
     as->lobby = actor_create(as->rt, LOBBY_MBOX_SLOTS, lobby_on_msg, as);
     if (as->lobby == NULL)
         goto err_destroy_maps;
+    actor_set_tick(as->lobby, LOBBY_TICK_MS, lobby_on_tick);
     return as;
 
 err_destroy_maps:
@@ -227,7 +241,14 @@ void actors_submit(struct actors *as, struct api_req *req)
             session__reply_503(req, "busy", "too many sessions being created; try again");
         return;
     }
-    if (actors_is_poll_route(req->op)) {
+    if (req->op == API_UNSUBSCRIBE && req->session_id > 0) {
+        /* By id: the subscribe reply gave it, and the code may not be at hand. */
+        s = actors_get(as, as->by_id, (uint64_t)req->session_id);
+        if (s == NULL) {
+            api_reply_error(req, 404, "not_found", "no session %lld", (long long)req->session_id);
+            return;
+        }
+    } else if (actors_is_poll_route(req->op)) {
         s = req->poll_id > 0 ? actors_get(as, as->by_poll, (uint64_t)req->poll_id) : NULL;
         if (s == NULL) {
             api_reply_error(req, 404, "not_found", "no poll %lld", (long long)req->poll_id);
@@ -250,7 +271,11 @@ void actors_submit(struct actors *as, struct api_req *req)
             return;
         }
     }
-    if (!actor_post(s->actor, &m))
+    if (actor_post(s->actor, &m))
+        return;
+    if (req->op == API_UNSUBSCRIBE) /* never dropped: the counts would stay up for good */
+        session__live_spill(s, req);
+    else
         session__reply_503(req, "busy", "this session is busy; try again");
 }
 
@@ -360,9 +385,49 @@ static void lobby_done(struct actors *as, struct store_op *op)
     api_reply_json(req, 201, j);
 }
 
+/* ---- the lobby: event_log retention ---- */
+
+static void lobby_on_tick(struct actor *a, void *ctx, uint64_t now_ms)
+{
+    struct actors *as = ctx;
+    struct store_op *op;
+
+    TALLY_ASSERT(as->lobby == a);
+    if (as->prune_inflight || now_ms < as->prune_next_ms)
+        return;
+    op = session__op_new(STORE_EVENTS_PRUNE, as->lobby, 0);
+    op->id = EVENTS_KEEP_S;
+    if (!store_submit(as->store, op)) {
+        store_op_free(op);
+        log_warn("event_log pruning: storage is busy or unavailable; trying again later");
+        as->prune_next_ms = now_ms + EVENTS_PRUNE_RETRY_MS;
+        return;
+    }
+    as->prune_inflight = true;
+}
+
+static void lobby_prune_done(struct actors *as, struct store_op *op)
+{
+    uint64_t now_ms = clock_now_ms();
+
+    TALLY_ASSERT(as->prune_inflight);
+    as->prune_inflight = false;
+    if (op->status == STORE_OK) {
+        if (op->n_events > 0)
+            log_info("event_log pruning: %u events older than %d s deleted", op->n_events,
+                     EVENTS_KEEP_S);
+        as->prune_next_ms = now_ms + EVENTS_PRUNE_EVERY_MS;
+    } else {
+        log_warn("event_log pruning failed; trying again later");
+        as->prune_next_ms = now_ms + EVENTS_PRUNE_RETRY_MS;
+    }
+    store_op_free(op);
+}
+
 static void lobby_on_msg(struct actor *a, void *ctx, const struct mbox_msg *msg)
 {
     struct actors *as = ctx;
+    struct store_op *op;
 
     TALLY_ASSERT(as->lobby == a);
     if (msg->type == MSG_REQ) {
@@ -370,5 +435,9 @@ static void lobby_on_msg(struct actor *a, void *ctx, const struct mbox_msg *msg)
         return;
     }
     TALLY_ASSERT(msg->type == MSG_STORE_DONE);
-    lobby_done(as, msg->ptr);
+    op = msg->ptr;
+    if (op->kind == STORE_EVENTS_PRUNE)
+        lobby_prune_done(as, op);
+    else
+        lobby_done(as, op);
 }

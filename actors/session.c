@@ -42,6 +42,7 @@ struct session *session__new(struct actors *as, int64_t id, const char *code, co
     s->vote_by_pp = hmap_create(64);
     s->flight_by_key = hmap_create(64);
     s->flight_by_pp = hmap_create(64);
+    atomic_init(&s->unsub_spill, NULL);
     return s;
 }
 
@@ -50,6 +51,7 @@ void session__free(struct session *s)
     if (s == NULL)
         return;
     session__vote_free_flights(s);
+    session__live_free(s);
     for (uint32_t i = 0; i < s->queue_len; i++)
         api_req_free(s->queue[(s->queue_head + i) % SESSION_QUEUE_MAX]);
     for (uint32_t i = 0; i < s->n_polls; i++) {
@@ -206,14 +208,10 @@ static enum role session_auth(struct session *s, struct api_req *req, struct par
 static void session_get(struct session *s, struct api_req *req, enum role role,
                         const struct participant *p)
 {
-    json_t *polls = json_array();
-    json_t *j;
+    json_t *j = json_object();
 
-    for (uint32_t i = 0; i < s->n_polls; i++)
-        json_array_append_new(polls, session__poll_json(s->polls[i]));
-    j = json_object();
     json_object_set_new(j, "session", session__json(s));
-    json_object_set_new(j, "polls", polls);
+    json_object_set_new(j, "polls", session__polls_json(s));
     json_object_set_new(j, "seq", json_integer(s->seq));
     json_object_set_new(j, "participants", json_integer(s->n_parts));
     json_object_set_new(j, "you",
@@ -226,22 +224,12 @@ static void session_get(struct session *s, struct api_req *req, enum role role,
 static void session_results(struct session *s, struct api_req *req)
 {
     struct poll *p = session__poll(s, req->poll_id);
-    json_t *counts;
-    json_t *j;
 
     if (p == NULL) {
         api_reply_error(req, 404, "not_found", "no poll %lld", (long long)req->poll_id);
         return;
     }
-    counts = json_array();
-    for (uint32_t i = 0; i < p->n_options; i++)
-        json_array_append_new(counts, json_integer((json_int_t)p->counts[i]));
-    j = json_object();
-    json_object_set_new(j, "poll_id", json_integer(p->id));
-    json_object_set_new(j, "counts", counts);
-    json_object_set_new(j, "total", json_integer((json_int_t)p->total));
-    json_object_set_new(j, "version", json_integer((json_int_t)p->version));
-    api_reply_json(req, 200, j);
+    api_reply_json(req, 200, session__results_json(p));
 }
 
 static void session_export(struct session *s, struct api_req *req)
@@ -324,6 +312,10 @@ static void session_on_req(struct session *s, struct api_req *req)
         session_join(s, req);
         return;
     }
+    if (req->op == API_UNSUBSCRIBE) {
+        session__live_unsubscribe(s, req);
+        return;
+    }
     role = session_auth(s, req, &p);
     if (role == ROLE_NONE)
         return;
@@ -333,6 +325,9 @@ static void session_on_req(struct session *s, struct api_req *req)
         return;
     case API_RESULTS:
         session_results(s, req);
+        return;
+    case API_SUBSCRIBE:
+        session__live_subscribe(s, req, role == ROLE_PRESENTER ? NULL : p);
         return;
     case API_VOTE:
         if (role != ROLE_PARTICIPANT) {
@@ -366,6 +361,7 @@ void session__on_msg(struct actor *a, void *ctx, const struct mbox_msg *msg)
     struct store_op *op;
 
     TALLY_ASSERT(s->actor == a);
+    session__live_drain_spill(s);
     if (msg->type == MSG_REQ) {
         session_on_req(s, msg->ptr);
         return;
@@ -384,6 +380,9 @@ void session__on_msg(struct actor *a, void *ctx, const struct mbox_msg *msg)
     case STORE_POLL_CLOSE:
     case STORE_SESSION_CLOSE:
         session__struct_done(s, op);
+        return;
+    case STORE_EVENTS_SINCE:
+        session__live_since_done(s, op);
         return;
     default:
         TALLY_ASSERT(!"unexpected store completion in a session");

@@ -18,6 +18,10 @@
  *    an idempotency key names at most one of them.
  *  - At most one structural store operation (poll create/open/close, session
  *    close) is in flight: s->cur is the request it serves.
+ *  - Live subscribers (session_live.c): live->subs[t] counts the accepted
+ *    subscriptions on network thread t not yet unsubscribed; the actor ticks
+ *    exactly while their sum, live->n_subs, is above zero. A poll is dirty
+ *    only while it is open and someone subscribes.
  */
 #ifndef TALLY_ACTORS_SESSION_H
 #define TALLY_ACTORS_SESSION_H
@@ -30,6 +34,7 @@
 
 #include "actors/actors.h"
 #include "actors/api.h"
+#include "actors/stream.h"
 #include "actors/token.h"
 #include "core/buf.h"
 #include "core/hmap.h"
@@ -53,6 +58,24 @@
 #define PROBE_MAX 64            /* probes before a keyed map is declared broken */
 #define STORE_POST_RETRY_US 100 /* wait before re-posting a completion to a full mailbox */
 
+/* Live sessions (session_live.c). */
+#define SESSION_REPLAY_MAX 256      /* last sequenced messages kept per session for resumes */
+#define SESSION_PENDING_SUBS_MAX 64 /* resumes of one session waiting for the store */
+#define LIVE_TICK_MS 100            /* results are coalesced over this period */
+#define LIVE_PRESENCE_MS 1000       /* presence at most this often */
+/* event_log retention, and how often the lobby prunes it (tests shorten the periods). */
+#define EVENTS_KEEP_S 86400
+#ifndef EVENTS_PRUNE_EVERY_MS
+#define EVENTS_PRUNE_EVERY_MS 3600000u
+#endif
+#ifndef EVENTS_PRUNE_FIRST_MS
+#define EVENTS_PRUNE_FIRST_MS 60000u /* after start: restarts more often than hourly still prune */
+#endif
+#ifndef LOBBY_TICK_MS
+#define LOBBY_TICK_MS 10000u
+#endif
+#define EVENTS_PRUNE_RETRY_MS 60000u /* after a failed prune */
+
 /* Message types of the session and lobby actors. */
 enum session_msg_type {
     MSG_REQ = 1,        /* ptr: struct api_req * from actors_submit */
@@ -74,6 +97,7 @@ struct poll {
     uint64_t counts[API_OPTIONS_MAX];
     uint64_t total;   /* participants who voted */
     uint64_t version; /* committed votes; only grows */
+    bool dirty;       /* counts changed since the last results broadcast */
 };
 
 struct participant {
@@ -105,6 +129,36 @@ struct flight {
     char idem_key[API_IDEM_KEY_MAX + 1];
     uint64_t key_k, pp_k;              /* keys in flight_by_key / flight_by_pp */
     struct flight *next_key, *next_pp; /* chains of flights sharing a map key */
+};
+
+/* An unsubscription that found the session's mailbox full (see actors_submit). */
+struct live_spill {
+    struct api_req *req;
+    struct live_spill *next;
+};
+
+struct live_pending;
+
+/* The live side of a session; allocated the first time it is needed. */
+struct session_live {
+    uint32_t *subs;          /* accepted subscriptions per network thread */
+    uint32_t n_subs;         /* their sum */
+    struct hmap *part_conns; /* participant id -> its subscriptions now */
+    bool ticking;
+
+    uint32_t n_dirty;          /* polls with dirty set */
+    uint32_t presence_sent;    /* the participants count last broadcast */
+    bool presence_due;         /* someone subscribed since: send even if unchanged */
+    uint64_t presence_ms;      /* when presence was last broadcast */
+
+    /* The last sequenced messages, ring[seq % SESSION_REPLAY_MAX]: it holds
+     * every seq from max(ring_lo, ring_hi - SESSION_REPLAY_MAX + 1) to
+     * ring_hi (none when ring_hi < ring_lo). */
+    struct stream_msg *ring[SESSION_REPLAY_MAX];
+    int64_t ring_lo, ring_hi;
+
+    struct live_pending *pending[SESSION_PENDING_SUBS_MAX]; /* resumes waiting for the store */
+    uint32_t n_pending;
 };
 
 struct session {
@@ -141,6 +195,9 @@ struct session {
     struct poll *draining; /* poll whose close waits for its votes in flight */
     struct api_req *queue[SESSION_QUEUE_MAX];
     uint32_t queue_head, queue_len;
+
+    struct session_live *live;               /* NULL until needed; always NULL without a sink */
+    _Atomic(struct live_spill *) unsub_spill; /* pushed by any thread, drained by the actor */
 };
 
 struct actors {
@@ -156,9 +213,13 @@ struct actors {
     struct session **sessions;
     uint32_t n_sessions, cap_sessions;
 
-    struct actor *lobby;           /* creates sessions */
+    struct actor *lobby;           /* creates sessions, prunes event_log */
     atomic_uint_fast32_t reserved; /* sessions live or being created */
     atomic_uint_fast64_t participants;
+
+    const struct stream_sink *sink; /* NULL: no live subscribers */
+    bool prune_inflight;            /* lobby thread only */
+    uint64_t prune_next_ms;         /* lobby thread only */
 };
 
 /* ---- session.c: the actor ---- */
@@ -243,6 +304,34 @@ static inline bool session__rate_take(struct participant *p, uint64_t now_ms)
     return true;
 }
 
+/* ---- session_live.c: live subscribers ---- */
+
+/** Serves API_SUBSCRIBE for an authenticated caller (p NULL for the presenter). */
+void session__live_subscribe(struct session *s, struct api_req *req, const struct participant *p);
+/** Serves API_UNSUBSCRIBE (no token needed: it only undoes a subscription). */
+void session__live_unsubscribe(struct session *s, struct api_req *req);
+/** A STORE_EVENTS_SINCE op of a pending resume completed. */
+void session__live_since_done(struct session *s, struct store_op *op);
+/**
+ * The data of the event a committed structural op carries (the event_log
+ * payload). NULL without a sink. Returns a json_t *.
+ */
+void *session__live_event_data(const struct session *s, const struct store_op *op);
+/**
+ * A structural op committed (s->seq already counts it): encodes its event
+ * once (data, from session__live_event_data, is stolen), keeps it for
+ * resumes and broadcasts it. Called before the op is applied and answered.
+ */
+void session__live_sequenced(struct session *s, const struct store_op *op, void *data);
+/** A vote of p committed and changed its counts. */
+void session__live_dirty(struct session *s, struct poll *p);
+/** Processes the unsubscriptions that found the mailbox full. */
+void session__live_drain_spill(struct session *s);
+/** Pushes an unsubscription for the actor to process. Any thread. */
+void session__live_spill(struct session *s, struct api_req *req);
+/** Frees the live state (shutdown). */
+void session__live_free(struct session *s);
+
 /* ---- session_json.c: what the session says ---- */
 
 /** A JSON string of s, or "" when s is NULL or not UTF-8. */
@@ -256,6 +345,10 @@ void *poll__json(int64_t id, const struct api_poll_spec *spec, enum poll_state s
                  const uint64_t *counts);
 /** The poll JSON of a live poll. */
 void *session__poll_json(const struct poll *p);
+/** The array of every poll's JSON, in creation order. */
+void *session__polls_json(const struct session *s);
+/** {"poll_id","counts","total","version"} of a live poll. */
+void *session__results_json(const struct poll *p);
 /** Compact JSON text of j (stolen), malloc'd. */
 char *json__text(void *j);
 /** The CSV export of every poll. */

@@ -77,6 +77,30 @@ void *session__poll_json(const struct poll *p)
     return poll__json(p->id, &spec, p->state, p->counts);
 }
 
+void *session__polls_json(const struct session *s)
+{
+    json_t *polls = json_array();
+
+    for (uint32_t i = 0; i < s->n_polls; i++)
+        json_array_append_new(polls, session__poll_json(s->polls[i]));
+    return polls;
+}
+
+void *session__results_json(const struct poll *p)
+{
+    json_t *counts = json_array();
+    json_t *j = json_object();
+
+    TALLY_ASSERT(p->n_options <= API_OPTIONS_MAX);
+    for (uint32_t i = 0; i < p->n_options; i++)
+        json_array_append_new(counts, json_integer((json_int_t)p->counts[i]));
+    json_object_set_new(j, "poll_id", json_integer(p->id));
+    json_object_set_new(j, "counts", counts);
+    json_object_set_new(j, "total", json_integer((json_int_t)p->total));
+    json_object_set_new(j, "version", json_integer((json_int_t)p->version));
+    return j;
+}
+
 static json_t *session_json_state(const struct session *s, bool closed)
 {
     json_t *j = json_object();

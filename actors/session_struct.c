@@ -13,7 +13,8 @@
  * no result can change after poll.closed.
  *
  * Memory changes only when the store reports STORE_OK, and the reply is sent
- * then. Actor thread only.
+ * then; the event goes to live subscribers at the same moment
+ * (session_live.c). Actor thread only.
  */
 #include "actors/session.h"
 
@@ -360,6 +361,9 @@ void session__struct_done(struct session *s, struct store_op *op)
     }
     if (op->seq > s->seq)
         s->seq = op->seq;
+    /* Subscribers' network threads have the event before the presenter
+     * hears the answer; nothing runs in between, so the order is free. */
+    session__live_sequenced(s, op, session__live_event_data(s, op));
     finished = struct_apply(s, op);
     store_op_free(op);
     if (!finished) {

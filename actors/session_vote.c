@@ -472,9 +472,15 @@ void session__vote_done(struct session *s, struct store_op *op)
     flight_unlink(s, f);
     p->votes_inflight--;
     if (op->status == STORE_OK || op->status == STORE_DUPLICATE) {
-        /* With DUPLICATE, op->vote is the original: the database holds it,
-         * so memory counts it too if it did not know it yet. */
+        /* With DUPLICATE, op->vote is the original (maybe of another poll):
+         * the database holds it, so memory counts it too if it did not know
+         * it yet. */
+        struct poll *vp = session__poll(s, op->vote.poll_id);
+        uint64_t version = vp ? vp->version : 0;
+
         session__vote_commit(s, &op->vote);
+        if (vp != NULL && vp->version != version)
+            session__live_dirty(s, vp);
     }
     vote_answer(s, f, op->status);
     if (p->votes_inflight == 0 && p->closing)

@@ -48,105 +48,38 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "core/mbox.h"
+#include "core/hmap.h"
 #include "core/metrics.h"
+#include "core/rbuf.h"
 #include "core/tlist.h"
 #include "net/apireq.h"
+#include "net/conn.h"
 #include "net/http.h"
 #include "net/ratelimit.h"
 #include "net/respond.h"
 #include "net/router.h"
 #include "net/ud.h"
+#include "net/ws.h"
 #include "store/store.h"
 
-#define NET_FILES_PER_RING 16384
 #define NET_RING_ENTRIES 4096
 #define NET_BUF_COUNT 1024
 #define NET_BUF_SIZE 2048
 #define NET_BGID 1
-#define NET_ACCEPTS_INFLIGHT 32
 #define NET_IN_BYTES_MAX (HTTP_HEAD_BYTES_MAX + HTTP_BODY_BYTES_MAX + 16384)
 #define NET_TICK_MS 250
 #define NET_HEAD_TIMEOUT_MS 10000
 #define NET_KEEPALIVE_IDLE_MS 75000
-#define NET_MBOX_SLOTS (2 * NET_FILES_PER_RING)
+#define NET_MBOX_SLOTS (4 * NET_FILES_PER_RING)
 #define NET_REPLY_BATCH 256
-#define NET_RETRY_AFTER_S 1
 
 static_assert(IS_POW2(NET_BUF_COUNT), "buffer ring size must be a power of two");
 static_assert(NET_FILES_PER_RING <= (1ull << UD_SLOT_BITS), "slots must fit in user_data");
 static_assert(NET_ACCEPTS_INFLIGHT <= (1u << UD_AUX_BITS), "accept slots must fit in aux");
-static_assert(NET_MBOX_SLOTS > NET_FILES_PER_RING, "one reply per slot must always fit");
-
-enum conn_state { CONN_FREE, CONN_OPEN, CONN_CLOSING };
-
-struct out_chunk {
-    struct out_chunk *next;
-    size_t len, off;
-    char data[];
-};
-
-struct conn {
-    uint16_t gen;
-    uint8_t state;
-    bool recv_armed;
-    bool send_inflight;
-    bool close_submitted;
-    bool waiting;          /* a request is with the actors */
-    bool close_after_send; /* Connection: close, or an error that ends the connection */
-    uint8_t addr[16];      /* peer, IPv4 mapped into IPv6 */
-    struct http_parser *parser;
-    struct buf in; /* bytes received but not yet parsed */
-    size_t in_off;
-    struct out_chunk *out_head, *out_tail;
-    struct tlist_node timer; /* head timeout or keep-alive idle timeout */
-};
-
-struct accept_slot {
-    struct sockaddr_storage addr;
-    socklen_t len;
-    bool armed;
-};
-
-struct net_thread {
-    struct net_server *srv;
-    unsigned index;
-    pthread_t tid;
-    struct io_uring ring;
-    bool fixed; /* direct descriptors; plain fds when the kernel lacks them */
-    int listen_fd;
-    int wake_fd;
-    struct mbox *mbox;
-    struct conn *conns;
-    struct accept_slot accepts[NET_ACCEPTS_INFLIGHT];
-    struct io_uring_buf_ring *br;
-    char *bufs;
-    unsigned bufs_returned; /* added to the buffer ring, not yet published */
-    struct tlist head_timeouts;
-    struct tlist idle_timeouts;
-    struct __kernel_timespec tick_ts;
-    struct ratelimit *join_limit;
-    bool wake_armed;
-    unsigned open; /* connections of this thread not yet freed */
-    uint64_t wake_value;
-    uint64_t now_ms;
-};
-
-struct net_server {
-    const struct config *cfg;
-    struct actors *actors;
-    struct store *store;
-    unsigned nthreads;
-    struct net_thread *threads;
-    atomic_bool stopping;
-    atomic_bool draining;
-    atomic_uint_fast64_t connections;
-    atomic_uint_fast64_t inflight;
-    struct metric *m_conns, *m_accepts, *m_requests, *m_resp_4xx, *m_resp_5xx;
-    struct metric *m_stale_cqes, *m_refused_conns;
-};
+static_assert(NET_MBOX_SLOTS > NET_INFLIGHT_MAX + NET_FILES_PER_RING,
+              "every reply fits, with room left for broadcasts");
 
 static void conn_process(struct net_thread *t, struct conn *c);
-static void conn_close(struct net_thread *t, struct conn *c);
 
 /* ---- submission helpers ------------------------------------------------ */
 
@@ -163,7 +96,7 @@ static struct io_uring_sqe *get_sqe(struct net_thread *t)
     return sqe;
 }
 
-static uint32_t conn_slot(const struct net_thread *t, const struct conn *c)
+uint32_t net__slot(const struct net_thread *t, const struct conn *c)
 {
     return (uint32_t)(c - t->conns);
 }
@@ -192,7 +125,7 @@ static void arm_accept(struct net_thread *t, unsigned i)
 
 static void arm_recv(struct net_thread *t, struct conn *c)
 {
-    uint32_t slot = conn_slot(t, c);
+    uint32_t slot = net__slot(t, c);
     struct io_uring_sqe *sqe = get_sqe(t);
     io_uring_prep_recv_multishot(sqe, (int)slot, NULL, 0, 0);
     sqe_target(t, sqe, slot);
@@ -207,9 +140,9 @@ static void arm_send(struct net_thread *t, struct conn *c)
     struct out_chunk *ch = c->out_head;
     TALLY_ASSERT(ch != NULL);
     TALLY_ASSERT(!c->send_inflight);
-    uint32_t slot = conn_slot(t, c);
+    uint32_t slot = net__slot(t, c);
     struct io_uring_sqe *sqe = get_sqe(t);
-    io_uring_prep_send(sqe, (int)slot, ch->data + ch->off, ch->len - ch->off, MSG_NOSIGNAL);
+    io_uring_prep_send(sqe, (int)slot, ch->rb->data + ch->off, ch->rb->len - ch->off, MSG_NOSIGNAL);
     sqe_target(t, sqe, slot);
     io_uring_sqe_set_data64(sqe, ud_pack(UD_OP_SEND, c->gen, slot, 0));
     c->send_inflight = true;
@@ -234,22 +167,39 @@ static void arm_tick(struct net_thread *t)
 
 /* ---- output ------------------------------------------------------------- */
 
-/* Queues a complete response (the bytes are copied) and starts sending if idle. */
-static void conn_queue(struct net_thread *t, struct conn *c, const char *data, size_t len)
+void net__queue(struct net_thread *t, struct conn *c, struct rbuf *rb, enum chunk_kind kind,
+                int64_t poll_id)
 {
-    TALLY_ASSERT(len > 0);
-    struct out_chunk *ch = xmalloc(sizeof(*ch) + len);
+    TALLY_ASSERT(rb != NULL && rb->len > 0);
+    TALLY_ASSERT(c->state == CONN_OPEN);
+    struct out_chunk *ch = xmalloc(sizeof(*ch));
     ch->next = NULL;
-    ch->len = len;
+    ch->rb = rb;
     ch->off = 0;
-    memcpy(ch->data, data, len);
+    ch->kind = (uint8_t)kind;
+    ch->poll_id = poll_id;
     if (c->out_tail)
         c->out_tail->next = ch;
     else
         c->out_head = ch;
     c->out_tail = ch;
+    if (kind != CHUNK_OTHER)
+        c->out_msgs++;
     if (!c->send_inflight)
         arm_send(t, c);
+}
+
+void net__queue_bytes(struct net_thread *t, struct conn *c, const void *p, size_t len)
+{
+    net__queue(t, c, rbuf_new(p, len), CHUNK_OTHER, 0);
+}
+
+static void chunk_free(struct conn *c, struct out_chunk *ch)
+{
+    if (ch->kind != CHUNK_OTHER)
+        c->out_msgs--;
+    rbuf_unref(ch->rb);
+    free(ch);
 }
 
 static void out_free_all(struct conn *c)
@@ -257,7 +207,7 @@ static void out_free_all(struct conn *c)
     struct out_chunk *ch = c->out_head;
     while (ch) {
         struct out_chunk *next = ch->next;
-        free(ch);
+        chunk_free(c, ch);
         ch = next;
     }
     c->out_head = c->out_tail = NULL;
@@ -273,25 +223,25 @@ static void count_status(struct net_server *srv, int status)
 }
 
 /* Answers with a JSON error; fatal errors end the connection after the send. */
-static void conn_error(struct net_thread *t, struct conn *c, int status, const char *code,
-                       const char *message, bool close_after, uint32_t retry_after_s)
+void net__conn_error(struct net_thread *t, struct conn *c, int status, const char *code,
+                     const char *message, bool close_after, uint32_t retry_after_s)
 {
     struct buf out = BUF_INIT;
     if (close_after)
         c->close_after_send = true;
     respond_error(&out, status, code, message, !c->close_after_send, retry_after_s);
     count_status(t->srv, status);
-    conn_queue(t, c, out.data, out.len);
+    net__queue_bytes(t, c, out.data, out.len);
     buf_free(&out);
 }
 
-static void conn_respond(struct net_thread *t, struct conn *c, int status, const char *ctype,
-                         const char *body, size_t len, bool head_only, uint32_t retry_after_s)
+void net__respond(struct net_thread *t, struct conn *c, int status, const char *ctype,
+                  const char *body, size_t len, bool head_only, uint32_t retry_after_s)
 {
     struct buf out = BUF_INIT;
     respond_write(&out, status, ctype, body, len, !c->close_after_send, retry_after_s, head_only);
     count_status(t->srv, status);
-    conn_queue(t, c, out.data, out.len);
+    net__queue_bytes(t, c, out.data, out.len);
     buf_free(&out);
 }
 
@@ -328,7 +278,7 @@ static void conn_maybe_release(struct net_thread *t, struct conn *c)
 {
     if (c->state != CONN_CLOSING || c->recv_armed || c->send_inflight || c->close_submitted)
         return;
-    uint32_t slot = conn_slot(t, c);
+    uint32_t slot = net__slot(t, c);
     struct io_uring_sqe *sqe = get_sqe(t);
     if (t->fixed)
         io_uring_prep_close_direct(sqe, slot);
@@ -345,12 +295,13 @@ static void submit_cancel(struct net_thread *t, uint64_t target)
     io_uring_sqe_set_data64(sqe, ud_pack(UD_OP_CANCEL, 0, 0, 0));
 }
 
-static void conn_close(struct net_thread *t, struct conn *c)
+void net__conn_close(struct net_thread *t, struct conn *c)
 {
     if (c->state != CONN_OPEN)
         return;
     c->state = CONN_CLOSING;
     tlist_disarm(&c->timer);
+    live__on_close(t, c);
     if (c->parser) {
         http_parser_destroy(c->parser);
         c->parser = NULL;
@@ -363,9 +314,9 @@ static void conn_close(struct net_thread *t, struct conn *c)
      * asynchronously in io-wq, so it could land after close_direct, on a new
      * connection that reused the slot. */
     if (c->recv_armed)
-        submit_cancel(t, ud_pack(UD_OP_RECV, c->gen, conn_slot(t, c), 0));
+        submit_cancel(t, ud_pack(UD_OP_RECV, c->gen, net__slot(t, c), 0));
     if (c->send_inflight)
-        submit_cancel(t, ud_pack(UD_OP_SEND, c->gen, conn_slot(t, c), 0));
+        submit_cancel(t, ud_pack(UD_OP_SEND, c->gen, net__slot(t, c), 0));
     conn_maybe_release(t, c);
 }
 
@@ -406,7 +357,7 @@ static void handle_readyz(struct net_thread *t, struct conn *c, bool head_only)
     struct buf body = BUF_INIT;
     buf_printf(&body, "{\"status\":\"%s\",\"connections\":%llu,\"capacity\":%u,\"utilization\":%.4f}",
                names[r], (unsigned long long)conns, cap, (double)conns / cap);
-    conn_respond(t, c, r == NET_READY ? 200 : 503, NULL, body.data, body.len, head_only,
+    net__respond(t, c, r == NET_READY ? 200 : 503, NULL, body.data, body.len, head_only,
                  r == NET_READY ? 0 : NET_RETRY_AFTER_S);
     buf_free(&body);
 }
@@ -415,20 +366,32 @@ static void handle_metrics(struct net_thread *t, struct conn *c, bool head_only)
 {
     struct buf body = BUF_INIT;
     metrics_render(&body);
-    conn_respond(t, c, 200, "text/plain; version=0.0.4; charset=utf-8", body.data, body.len,
+    net__respond(t, c, 200, "text/plain; version=0.0.4; charset=utf-8", body.data, body.len,
                  head_only, 0);
     buf_free(&body);
 }
 
 /* Runs on any thread: hands the answered request back to its network thread. */
-static void on_api_reply(struct api_req *req)
+void net__on_api_reply(struct api_req *req)
 {
     struct net_thread *t = req->net_ctx;
-    struct mbox_msg msg = {.type = 1, .ptr = req};
-    /* Cannot fail: the mailbox holds more entries than the thread has slots,
-     * and each slot has at most one request out. */
+    struct mbox_msg msg = {.type = NET_MSG_REPLY, .ptr = req};
+    /* Cannot fail: the mailbox holds more entries than the thread lets
+     * requests out (NET_INFLIGHT_MAX), with room left for broadcasts. */
     bool ok = mbox_post(t->mbox, &msg);
     TALLY_ASSERT(ok);
+}
+
+void net__submit(struct net_thread *t, struct conn *c, struct api_req *req, uint32_t flags)
+{
+    TALLY_ASSERT(t->inflight < NET_INFLIGHT_MAX);
+    req->on_reply = net__on_api_reply;
+    req->net_ctx = t;
+    req->net_thread = t->index;
+    req->net_tag = ud_pack(UD_OP_NONE, c->gen, net__slot(t, c), flags);
+    t->inflight++;
+    atomic_fetch_add(&t->srv->inflight, 1);
+    actors_submit(t->srv->actors, req);
 }
 
 static bool join_allowed(struct net_thread *t, struct conn *c, uint32_t *retry_after_s)
@@ -442,29 +405,31 @@ static void handle_api(struct net_thread *t, struct conn *c, const struct http_r
     struct net_server *srv = t->srv;
     uint32_t retry = 0;
     if (rm->op == API_SESSION_CREATE && atomic_load(&srv->draining)) {
-        conn_error(t, c, 503, "draining", "this instance is shutting down", false,
-                   NET_RETRY_AFTER_S);
+        net__conn_error(t, c, 503, "draining", "this instance is shutting down", false,
+                        NET_RETRY_AFTER_S);
+        return;
+    }
+    if (t->inflight >= NET_INFLIGHT_MAX) {
+        net__conn_error(t, c, 503, "busy", "too many requests in progress", false,
+                        NET_RETRY_AFTER_S);
         return;
     }
     if (rm->op == API_JOIN && !join_allowed(t, c, &retry)) {
-        conn_error(t, c, 429, "rate_limited", "too many joins from this address", false, retry);
+        net__conn_error(t, c, 429, "rate_limited", "too many joins from this address", false,
+                        retry);
         return;
     }
     struct api_req *req = NULL;
     struct buf err = BUF_INIT;
     int status = apireq_build(hr, rm, &req, &err);
     if (status != 0) {
-        conn_respond(t, c, status, NULL, err.data, err.len, false, 0);
+        net__respond(t, c, status, NULL, err.data, err.len, false, 0);
         buf_free(&err);
         return;
     }
     buf_free(&err);
-    req->on_reply = on_api_reply;
-    req->net_ctx = t;
-    req->net_tag = ud_pack(UD_OP_NONE, c->gen, conn_slot(t, c), hr->method == HTTP_HEAD);
     c->waiting = true;
-    atomic_fetch_add(&srv->inflight, 1);
-    actors_submit(srv->actors, req);
+    net__submit(t, c, req, hr->method == HTTP_HEAD ? NET_TAG_HEAD : 0);
 }
 
 static void handle_405(struct net_thread *t, struct conn *c, const char *allow)
@@ -475,7 +440,7 @@ static void handle_405(struct net_thread *t, struct conn *c, const char *allow)
     respond_error_body(&body, "method_not_allowed", "method not allowed on this path");
     respond_write_ex(&out, 405, NULL, extra, body.data, body.len, !c->close_after_send, 0, false);
     count_status(t->srv, 405);
-    conn_queue(t, c, out.data, out.len);
+    net__queue_bytes(t, c, out.data, out.len);
     buf_free(&body);
     buf_free(&out);
 }
@@ -488,7 +453,7 @@ static void dispatch(struct net_thread *t, struct conn *c, const struct http_req
         c->close_after_send = true;
     switch (router_match(hr->method, hr->path, hr->path_len, &rm)) {
     case ROUTE_HEALTHZ:
-        conn_respond(t, c, 200, NULL, "{\"status\":\"ok\"}", 15, head_only, 0);
+        net__respond(t, c, 200, NULL, "{\"status\":\"ok\"}", 15, head_only, 0);
         return;
     case ROUTE_READYZ:
         handle_readyz(t, c, head_only);
@@ -503,11 +468,15 @@ static void dispatch(struct net_thread *t, struct conn *c, const struct http_req
         handle_405(t, c, rm.allow);
         return;
     case ROUTE_WS:
+        live__upgrade(t, c, hr, &rm);
+        return;
     case ROUTE_SSE:
+        live__sse(t, c, hr, &rm);
+        return;
     case ROUTE_STATIC:
     case ROUTE_NOT_FOUND:
     default:
-        conn_error(t, c, 404, "not_found", "no such path", false, 0);
+        net__conn_error(t, c, 404, "not_found", "no such path", false, 0);
         return;
     }
 }
@@ -541,14 +510,14 @@ static size_t conn_feed(struct net_thread *t, struct conn *c, const char *data, 
             http_parser_next(c->parser);
             break;
         case HTTP_PARSE_E_HEAD_TOO_LARGE:
-            conn_error(t, c, 431, "head_too_large", "request head over 8 KiB", true, 0);
+            net__conn_error(t, c, 431, "head_too_large", "request head over 8 KiB", true, 0);
             return len;
         case HTTP_PARSE_E_BODY_TOO_LARGE:
-            conn_error(t, c, 413, "body_too_large", "request body over 64 KiB", true, 0);
+            net__conn_error(t, c, 413, "body_too_large", "request body over 64 KiB", true, 0);
             return len;
         case HTTP_PARSE_E_BAD:
         default:
-            conn_error(t, c, 400, "bad_request", "malformed HTTP request", true, 0);
+            net__conn_error(t, c, 400, "bad_request", "malformed HTTP request", true, 0);
             return len;
         }
     }
@@ -579,6 +548,10 @@ static void conn_on_bytes(struct net_thread *t, struct conn *c, const char *data
 {
     if (c->state != CONN_OPEN || c->close_after_send)
         return; /* the answer that ends it is on its way; further input is ignored */
+    if (c->mode != MODE_HTTP) {
+        live__on_bytes(t, c, data, len);
+        return;
+    }
     if (c->in.len == c->in_off && !c->waiting) {
         size_t used = conn_feed(t, c, data, len);
         data += used;
@@ -591,7 +564,7 @@ static void conn_on_bytes(struct net_thread *t, struct conn *c, const char *data
     if (c->in.len - c->in_off + len > NET_IN_BYTES_MAX) {
         /* A client that pipelines this much without reading answers is not
          * one we can serve without unbounded memory. */
-        conn_close(t, c);
+        net__conn_close(t, c);
         return;
     }
     buf_append(&c->in, data, len);
@@ -614,7 +587,7 @@ static struct conn *conn_for(struct net_thread *t, uint64_t ud)
 static void refuse_conn(struct net_thread *t, struct conn *c)
 {
     metric_add(t->srv->m_refused_conns, 1);
-    conn_error(t, c, 503, "too_many_connections", "connection limit reached", true,
+    net__conn_error(t, c, 503, "too_many_connections", "connection limit reached", true,
                NET_RETRY_AFTER_S);
 }
 
@@ -671,7 +644,7 @@ static void handle_recv(struct net_thread *t, const struct io_uring_cqe *cqe)
         return;
     }
     if (cqe->res <= 0 && cqe->res != -ENOBUFS)
-        conn_close(t, c); /* 0: the peer closed; < 0: an error */
+        net__conn_close(t, c); /* 0: the peer closed; < 0: an error */
     conn_maybe_release(t, c);
 }
 
@@ -682,17 +655,17 @@ static void handle_send(struct net_thread *t, const struct io_uring_cqe *cqe)
         return;
     c->send_inflight = false;
     if (c->state != CONN_OPEN || cqe->res < 0) {
-        conn_close(t, c);
+        net__conn_close(t, c);
         conn_maybe_release(t, c);
         return;
     }
     struct out_chunk *ch = c->out_head;
     ch->off += (size_t)cqe->res;
-    if (ch->off == ch->len) {
+    if (ch->off == ch->rb->len) {
         c->out_head = ch->next;
         if (c->out_head == NULL)
             c->out_tail = NULL;
-        free(ch);
+        chunk_free(c, ch);
     }
     if (c->out_head) {
         arm_send(t, c); /* partial send, or more queued */
@@ -701,7 +674,7 @@ static void handle_send(struct net_thread *t, const struct io_uring_cqe *cqe)
     if (c->close_after_send && !c->waiting) {
         /* The last answer is out. (While a request is still with the
          * actors, its answer is the one that ends the connection.) */
-        conn_close(t, c);
+        net__conn_close(t, c);
         return;
     }
     conn_process(t, c);
@@ -710,12 +683,25 @@ static void handle_send(struct net_thread *t, const struct io_uring_cqe *cqe)
 static void deliver_reply(struct net_thread *t, struct api_req *req)
 {
     atomic_fetch_sub(&t->srv->inflight, 1);
+    TALLY_ASSERT(t->inflight > 0);
+    t->inflight--;
+    uint32_t flags = ud_aux(req->net_tag);
     struct conn *c = conn_for(t, req->net_tag);
-    if (c && c->state == CONN_OPEN && c->waiting) {
+    bool open = c && c->state == CONN_OPEN;
+    if (flags & NET_TAG_SUBSCRIBE) {
+        /* Takes req. A connection gone meanwhile (NULL) is unsubscribed. */
+        live__on_subscribed(t, open ? c : NULL, req);
+        return;
+    }
+    if (open && (flags & NET_TAG_WS_VOTE)) {
+        live__on_ws_vote(t, c, req); /* takes req */
+        return;
+    }
+    if (open && c->waiting) {
         c->waiting = false;
         const char *body = req->body ? req->body : "";
-        conn_respond(t, c, req->status, req->content_type, body, req->body_len,
-                     ud_aux(req->net_tag) != 0, req->retry_after_s);
+        net__respond(t, c, req->status, req->content_type, body, req->body_len,
+                     (flags & NET_TAG_HEAD) != 0, req->retry_after_s);
         conn_process(t, c);
     }
     api_req_free(req);
@@ -729,8 +715,12 @@ static void handle_wake(struct net_thread *t, const struct io_uring_cqe *cqe)
     do {
         unsigned n;
         while ((n = mbox_take(t->mbox, msgs, NET_REPLY_BATCH)) > 0) {
-            for (unsigned i = 0; i < n; i++)
-                deliver_reply(t, msgs[i].ptr);
+            for (unsigned i = 0; i < n; i++) {
+                if (msgs[i].type == NET_MSG_STREAM)
+                    live__on_stream(t, msgs[i].ptr);
+                else
+                    deliver_reply(t, msgs[i].ptr);
+            }
         }
     } while (mbox_finish(t->mbox));
     if (!atomic_load(&t->srv->stopping))
@@ -743,13 +733,14 @@ static void expire_timers(struct net_thread *t)
     while ((n = tlist_pop_expired(&t->head_timeouts, t->now_ms)) != NULL) {
         struct conn *c = (struct conn *)((char *)n - offsetof(struct conn, timer));
         if (c->state == CONN_OPEN && !c->waiting)
-            conn_error(t, c, 408, "request_timeout", "request head not complete within 10 s",
+            net__conn_error(t, c, 408, "request_timeout", "request head not complete within 10 s",
                        true, 0);
     }
     while ((n = tlist_pop_expired(&t->idle_timeouts, t->now_ms)) != NULL) {
         struct conn *c = (struct conn *)((char *)n - offsetof(struct conn, timer));
-        conn_close(t, c);
+        net__conn_close(t, c);
     }
+    live__expire(t);
 }
 
 static void handle_tick(struct net_thread *t)
@@ -799,8 +790,15 @@ static void handle_cqe(struct net_thread *t, const struct io_uring_cqe *cqe)
 static void close_all(struct net_thread *t)
 {
     for (uint32_t i = 0; i < NET_FILES_PER_RING; i++) {
-        if (t->conns[i].state == CONN_OPEN)
-            conn_close(t, &t->conns[i]);
+        struct conn *c = &t->conns[i];
+        if (c->state != CONN_OPEN)
+            continue;
+        if (c->mode != MODE_HTTP)
+            live__shutdown(t, c); /* close 1001 / end the stream, then close */
+        else if (c->out_head == NULL)
+            net__conn_close(t, c);
+        else
+            c->close_after_send = true;
     }
 }
 
@@ -942,7 +940,7 @@ static void *net_thread_boot(void *arg)
     return NULL;
 }
 
-static unsigned rings_needed(const struct config *cfg)
+unsigned net_rings_needed(const struct config *cfg)
 {
     unsigned by_conns = (cfg->max_connections + NET_FILES_PER_RING - 1) / NET_FILES_PER_RING;
     return by_conns > cfg->threads ? by_conns : cfg->threads;
@@ -957,7 +955,7 @@ struct net_server *net_server_create(const struct config *cfg, struct actors *as
     srv->cfg = cfg;
     srv->actors = as;
     srv->store = st;
-    srv->nthreads = rings_needed(cfg);
+    srv->nthreads = net_rings_needed(cfg);
     srv->threads = xcalloc(srv->nthreads, sizeof(*srv->threads));
     srv->m_conns = metrics_gauge("tally_connections", "Client connections open now.");
     srv->m_accepts = metrics_counter("tally_connections_accepted_total", "Connections accepted.");
@@ -968,6 +966,13 @@ struct net_server *net_server_create(const struct config *cfg, struct actors *as
         metrics_counter("tally_net_stale_completions_total", "Completions for a reused slot.");
     srv->m_refused_conns =
         metrics_counter("tally_connections_refused_total", "Connections over --max-connections.");
+    srv->m_subscribers = metrics_gauge("tally_subscribers", "WebSocket and SSE subscribers now.");
+    srv->m_deliveries =
+        metrics_counter("tally_stream_deliveries_total", "Stream messages queued to subscribers.");
+    srv->m_slow_closed = metrics_counter("tally_subscribers_slow_closed_total",
+                                         "Subscribers closed (1013) for falling behind.");
+    srv->m_coalesced = metrics_counter("tally_stream_coalesced_total",
+                                       "Queued results or presence replaced by a newer one.");
     return srv;
 }
 
@@ -985,6 +990,9 @@ static int thread_prepare(struct net_server *srv, struct net_thread *t, unsigned
     t->conns = xcalloc(NET_FILES_PER_RING, sizeof(*t->conns));
     tlist_init(&t->head_timeouts, NET_HEAD_TIMEOUT_MS);
     tlist_init(&t->idle_timeouts, NET_KEEPALIVE_IDLE_MS);
+    tlist_init(&t->ping_timers, NET_WS_PING_MS);
+    tlist_init(&t->heartbeat_timers, NET_SSE_HEARTBEAT_MS);
+    t->subs = hmap_create(64);
     t->join_limit = ratelimit_create(srv->cfg->join_rate, srv->cfg->join_rate * 5);
     return 0;
 }
@@ -1031,6 +1039,13 @@ unsigned net_server_rings(const struct net_server *srv)
     return srv->nthreads;
 }
 
+void net_server_sink(struct net_server *srv, struct stream_sink *sink)
+{
+    TALLY_ASSERT(sink->threads == srv->nthreads);
+    sink->ctx = srv;
+    sink->broadcast = live__sink_broadcast;
+}
+
 void net_server_drain(struct net_server *srv)
 {
     atomic_store(&srv->draining, true);
@@ -1067,19 +1082,27 @@ void net_server_destroy(struct net_server *srv)
             continue;
         for (uint32_t s = 0; s < NET_FILES_PER_RING; s++) {
             struct conn *c = &t->conns[s];
+            if (c->ws)
+                ws_parser_destroy(c->ws);
+            rbuf_unref(c->upgrade_answer);
             if (c->parser)
                 http_parser_destroy(c->parser);
             buf_free(&c->in);
             out_free_all(c);
         }
         struct mbox_msg m;
-        while (mbox_take(t->mbox, &m, 1) == 1)
-            api_req_free(m.ptr);
+        while (mbox_take(t->mbox, &m, 1) == 1) {
+            if (m.type == NET_MSG_STREAM)
+                stream_msg_unref(m.ptr);
+            else
+                api_req_free(m.ptr);
+        }
         io_uring_queue_exit(&t->ring);
         mbox_destroy(t->mbox);
         close(t->wake_fd);
         close(t->listen_fd);
         ratelimit_destroy(t->join_limit);
+        hmap_destroy(t->subs);
         free(t->conns);
         free(t->bufs);
         free(t->br);

@@ -28,6 +28,12 @@ struct net_server *net_server_create(const struct config *cfg, struct actors *as
                                      struct store *st);
 /** Binds the listen sockets and starts the threads. Returns 0 or -errno (logged). */
 int net_server_start(struct net_server *srv);
+struct stream_sink;
+
+/** Rings (= network threads) a server with this configuration runs. */
+unsigned net_rings_needed(const struct config *cfg);
+/** Fills the sink the actors broadcast through (sink->threads must be the ring count). */
+void net_server_sink(struct net_server *srv, struct stream_sink *sink);
 /** Number of rings (= network threads) in use. */
 unsigned net_server_rings(const struct net_server *srv);
 /**

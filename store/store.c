@@ -10,9 +10,12 @@
  * Batches: a writer takes whatever is queued, up to STORE_BATCH_MAX, and runs
  * it as ONE transaction: the non-vote operations in submission order (each
  * sequenced one followed by its event_log row), then all votes in a single
- * INSERT ... SELECT FROM unnest(...), then one NOTIFY, then COMMIT. No timer
- * anywhere: a lone operation commits at once, and under load batches grow by
- * themselves because operations pile up while the previous commit is flushed.
+ * INSERT ... SELECT FROM unnest(...), then one NOTIFY, then COMMIT. Reads
+ * (vote lookups, event replay) and the event_log prune ride along in the
+ * same transaction; events read by a failed batch are dropped, never handed
+ * out. No timer anywhere: a lone operation commits at once, and under load
+ * batches grow by themselves because operations pile up while the previous
+ * commit is flushed.
  * on_done runs on the writer thread after COMMIT returned (synchronous
  * commit, so the data is on disk) or after the transaction failed. When the
  * connection broke, every operation of the batch is STORE_UNAVAILABLE; when
@@ -485,6 +488,90 @@ static bool run_vote_lookup(PGconn *c, struct store_op *op)
     return true;
 }
 
+/* Releases what a read returned, so a failed or repeated attempt leaves
+ * neither stale rows nor a leak. */
+static void events_clear(struct store_op *op)
+{
+    for (uint32_t i = 0; i < op->n_events && op->events != NULL; i++)
+        free(op->events[i].payload);
+    free(op->events);
+    op->events = NULL;
+    op->n_events = 0;
+}
+
+/* Marks op failed. A failed transaction may have read rows it wrote itself
+ * and then rolled back, so nothing it read is handed out. */
+static void op_fail(struct store_op *op)
+{
+    op->status = STORE_UNAVAILABLE;
+    if (op->kind == STORE_EVENTS_SINCE || op->kind == STORE_EVENTS_PRUNE)
+        events_clear(op);
+}
+
+/*
+ * The session's events after op->seq, ascending, at most STORE_EVENTS_MAX.
+ * At READ COMMITTED the statement sees what committed before it began, and
+ * since a session's events commit in seq order (see append_event) the rows
+ * form a gap-free run: nothing with a smaller seq can still appear later.
+ */
+static bool run_events_since(PGconn *c, struct store_op *op)
+{
+    char sid[STORE_I64_MAX], after[STORE_I64_MAX], limit[STORE_I64_MAX];
+    const char *p[3] = {sid, after, limit};
+    PGresult *res;
+    int rows;
+
+    events_clear(op);
+    fmt_i64(sid, op->session_id);
+    fmt_i64(after, op->seq);
+    fmt_i64(limit, STORE_EVENTS_MAX);
+    res = db_exec(c, "events since",
+                  "SELECT seq, type, payload::text FROM event_log "
+                  "WHERE session_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                  3, p, PGRES_TUPLES_OK);
+    if (res == NULL)
+        return false;
+    rows = PQntuples(res);
+    TALLY_ASSERT(rows >= 0);
+    TALLY_ASSERT(rows <= STORE_EVENTS_MAX);
+    if (rows > 0)
+        op->events = xcalloc((size_t)rows, sizeof(op->events[0]));
+    for (int r = 0; r < rows; r++) {
+        struct store_event *e = &op->events[r];
+
+        e->seq = parse_i64(PQgetvalue(res, r, 0));
+        copy_str(e->type, sizeof(e->type), PQgetvalue(res, r, 1));
+        e->payload = xstrndup(PQgetvalue(res, r, 2), (size_t)PQgetlength(res, r, 2));
+        TALLY_ASSERT(r == 0 || e->seq > op->events[r - 1].seq);
+    }
+    op->n_events = (uint32_t)rows;
+    PQclear(res);
+    return true;
+}
+
+/* Deletes event_log rows older than op->id seconds; n_events = rows gone.
+ * Old rows are only ever deleted, never updated, so the DELETE waits on
+ * nothing but another prune of the same rows running at the same moment. */
+static bool run_events_prune(PGconn *c, struct store_op *op)
+{
+    char keep[STORE_I64_MAX];
+    const char *p[1] = {keep};
+    PGresult *res;
+    unsigned long long n;
+
+    fmt_i64(keep, op->id);
+    res = db_exec(c, "events prune",
+                  "DELETE FROM event_log "
+                  "WHERE created_at < now() - make_interval(secs => $1)",
+                  1, p, PGRES_COMMAND_OK);
+    if (res == NULL)
+        return false;
+    n = strtoull(PQcmdTuples(res), NULL, 10);
+    op->n_events = n > UINT32_MAX ? UINT32_MAX : (uint32_t)n;
+    PQclear(res);
+    return true;
+}
+
 /* ---- events ----------------------------------------------------------- */
 
 static const char *event_type(enum store_op_kind k)
@@ -748,6 +835,10 @@ static bool run_op(struct store_writer *w, struct store_op *op)
         return run_state_change(w->conn, op);
     case STORE_VOTE_LOOKUP:
         return run_vote_lookup(w->conn, op);
+    case STORE_EVENTS_SINCE:
+        return run_events_since(w->conn, op);
+    case STORE_EVENTS_PRUNE:
+        return run_events_prune(w->conn, op);
     case STORE_VOTE:
         break;
     }
@@ -834,7 +925,7 @@ static void retry_singly(struct store_writer *w, unsigned n)
         w->batch[0] = op;
         if (w->conn != NULL && run_batch(w, 1))
             continue;
-        op->status = STORE_UNAVAILABLE;
+        op_fail(op);
         if (w->conn != NULL && !writer_rollback(w))
             log_warn("store: connection lost while retrying a failed batch");
     }
@@ -876,14 +967,14 @@ static void complete_batch(struct store_writer *w, unsigned n)
 
     if (!writer_ensure_conn(w)) {
         for (unsigned i = 0; i < n; i++)
-            w->batch[i]->status = STORE_UNAVAILABLE;
+            op_fail(w->batch[i]);
     } else if (!run_batch(w, n)) {
         atomic_fetch_add(&s->n_failed_batches, 1);
         if (writer_rollback(w) && n > 1) {
             retry_singly(w, n);
         } else {
             for (unsigned i = 0; i < n; i++)
-                w->batch[i]->status = STORE_UNAVAILABLE;
+                op_fail(w->batch[i]);
         }
     }
     atomic_fetch_add(&s->n_batches, 1);
@@ -920,7 +1011,7 @@ static void fail_queued(struct store_writer *w)
 
     while ((n = dequeue_batch(w->store, w->batch)) > 0) {
         for (unsigned i = 0; i < n; i++) {
-            w->batch[i]->status = STORE_UNAVAILABLE;
+            op_fail(w->batch[i]);
             w->batch[i]->on_done(w->batch[i]);
         }
     }
@@ -1147,6 +1238,9 @@ bool store_submit(struct store *s, struct store_op *op)
     } else if (op->kind == STORE_POLL_CREATE) {
         TALLY_ASSERT(op->poll.question != NULL);
         TALLY_ASSERT(op->poll.n_options <= API_OPTIONS_MAX);
+    } else if (op->kind == STORE_EVENTS_PRUNE) {
+        /* A negative keep would delete events written a moment ago. */
+        TALLY_ASSERT(op->id >= 0);
     }
     atomic_fetch_add(&s->submitting, 1);
     /* Pairs with store_stop: it sets stopping, then waits for submitting to
@@ -1378,6 +1472,7 @@ void store_op_free(struct store_op *op)
 {
     if (op == NULL)
         return;
+    events_clear(op);
     free(op->text);
     free(op->poll.question);
     for (uint32_t i = 0; i < API_OPTIONS_MAX; i++)

@@ -71,6 +71,12 @@ struct store {
     int64_t next_id;
     struct fake_event events[FAKE_EVENTS_MAX];
     size_t n_events;
+
+    bool parking[STORE_EVENTS_PRUNE + 1]; /* ops of these kinds wait in parked */
+    struct store_op **parked;
+    size_t n_parked;
+    uint64_t prunes;
+    int64_t prune_keep_s;
 };
 
 static void *grow(void *p, size_t n, size_t size)
@@ -173,6 +179,42 @@ static void fake_vote(struct store *s, struct store_op *op)
     op->id = v->id;
 }
 
+static const char *fake_event_type(enum store_op_kind kind)
+{
+    switch (kind) {
+    case STORE_POLL_CREATE:
+        return "poll.created";
+    case STORE_POLL_OPEN:
+        return "poll.opened";
+    case STORE_POLL_CLOSE:
+        return "poll.closed";
+    case STORE_SESSION_CLOSE:
+        return "session.closed";
+    default:
+        return "unknown";
+    }
+}
+
+/* The session's events after op->seq, ascending, as the database would give them. */
+static void fake_events_since(struct store *s, struct store_op *op)
+{
+    size_t n = 0;
+
+    op->events = xcalloc(s->n_events + 1, sizeof(*op->events));
+    for (size_t i = 0; i < s->n_events && n < STORE_EVENTS_MAX; i++) {
+        const struct fake_event *e = &s->events[i];
+        struct store_event *out = &op->events[n];
+
+        if (e->session_id != op->session_id || e->seq <= op->seq || e->payload == NULL)
+            continue;
+        out->seq = e->seq;
+        snprintf(out->type, sizeof(out->type), "%s", fake_event_type(e->kind));
+        out->payload = xstrdup(e->payload);
+        n++;
+    }
+    op->n_events = (uint32_t)n;
+}
+
 static void fake_apply(struct store *s, struct store_op *op)
 {
     struct fake_session *fs = fake_session(s, op->session_id);
@@ -215,6 +257,14 @@ static void fake_apply(struct store *s, struct store_op *op)
     case STORE_VOTE_LOOKUP:
         op->status = STORE_NOT_FOUND;
         break;
+    case STORE_EVENTS_SINCE:
+        fake_events_since(s, op);
+        break;
+    case STORE_EVENTS_PRUNE:
+        s->prunes++;
+        s->prune_keep_s = op->id;
+        op->n_events = 0;
+        break;
     }
     if (op->status == STORE_OK && op->event != NULL) {
         TALLY_ASSERT(fs != NULL && s->n_events < FAKE_EVENTS_MAX);
@@ -256,6 +306,13 @@ static void *fake_main(void *arg)
         op = s->queue[s->q_head];
         s->q_head = (s->q_head + 1) % FAKE_QUEUE_MAX;
         s->q_len--;
+        if (s->parking[op->kind]) {
+            s->parked = grow(s->parked, s->n_parked, sizeof(*s->parked));
+            s->parked[s->n_parked++] = op;
+            if (s->q_len == 0 && s->busy == 0)
+                pthread_cond_broadcast(&s->idle);
+            continue;
+        }
         s->busy++;
         if (!fake_fail(s, op))
             fake_apply(s, op);
@@ -299,6 +356,8 @@ void fake_store_destroy(struct store *s)
     }
     for (size_t i = 0; i < s->n_events; i++)
         free(s->events[i].payload);
+    TALLY_ASSERT(s->n_parked == 0); /* the tests release what they park */
+    free(s->parked);
     free(s->sessions);
     free(s->polls);
     free(s->parts);
@@ -346,6 +405,9 @@ void store_op_free(struct store_op *op)
     free(op->poll.question);
     for (uint32_t i = 0; i < API_OPTIONS_MAX; i++)
         free(op->poll.options[i]);
+    for (uint32_t i = 0; i < op->n_events; i++)
+        free(op->events[i].payload);
+    free(op->events);
     free(op);
 }
 
@@ -467,6 +529,65 @@ uint64_t fake_store_submitted(struct store *s)
 
     pthread_mutex_lock(&s->mu);
     n = s->submitted;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+void fake_store_park(struct store *s, enum store_op_kind kind, bool on)
+{
+    pthread_mutex_lock(&s->mu);
+    TALLY_ASSERT((unsigned)kind < ARRAY_LEN(s->parking));
+    s->parking[kind] = on;
+    if (!on) {
+        size_t kept = 0;
+
+        for (size_t i = 0; i < s->n_parked; i++) {
+            struct store_op *op = s->parked[i];
+
+            if (op->kind != kind) {
+                s->parked[kept++] = op;
+                continue;
+            }
+            TALLY_ASSERT(s->q_len < FAKE_QUEUE_MAX);
+            s->queue[(s->q_head + s->q_len) % FAKE_QUEUE_MAX] = op;
+            s->q_len++;
+        }
+        s->n_parked = kept;
+        pthread_cond_signal(&s->work);
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+size_t fake_store_parked(struct store *s)
+{
+    size_t n;
+
+    pthread_mutex_lock(&s->mu);
+    n = s->n_parked;
+    pthread_mutex_unlock(&s->mu);
+    return n;
+}
+
+void fake_store_forget_events(struct store *s, int64_t session_id, int64_t upto_seq)
+{
+    pthread_mutex_lock(&s->mu);
+    for (size_t i = 0; i < s->n_events; i++) {
+        if (s->events[i].session_id == session_id && s->events[i].seq <= upto_seq) {
+            free(s->events[i].payload);
+            s->events[i].payload = NULL;
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+}
+
+uint64_t fake_store_prunes(struct store *s, int64_t *keep_s)
+{
+    uint64_t n;
+
+    pthread_mutex_lock(&s->mu);
+    n = s->prunes;
+    if (keep_s)
+        *keep_s = s->prune_keep_s;
     pthread_mutex_unlock(&s->mu);
     return n;
 }

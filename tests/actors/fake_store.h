@@ -6,10 +6,12 @@
  * with the database's semantics for what the actors observe: ids and per
  * session seqs are assigned in commit order, a vote repeating a
  * (participant, key) completes STORE_DUPLICATE with the original, a second
- * vote on a poll STORE_CONFLICT, a taken join code STORE_CONFLICT. Ops
- * complete on the fake's own thread, one at a time, in submission order.
- * Tests can make the next ops fail, hold completions back, and read the
- * event payloads.
+ * vote on a poll STORE_CONFLICT, a taken join code STORE_CONFLICT;
+ * EVENTS_SINCE returns the session's events after a seq, EVENTS_PRUNE is
+ * counted. Ops complete on the fake's own thread, one at a time, in
+ * submission order. Tests can make the next ops fail, hold completions back,
+ * park the ops of one kind while others go on, forget old events (as the
+ * retention would), and read the event payloads.
  */
 #ifndef TALLY_TESTS_FAKE_STORE_H
 #define TALLY_TESTS_FAKE_STORE_H
@@ -26,7 +28,7 @@ struct fake_event {
     int64_t session_id;
     int64_t seq;
     enum store_op_kind kind;
-    char *payload;
+    char *payload; /* NULL once forgotten */
 };
 
 /** Creates the fake and starts its thread. */
@@ -57,5 +59,18 @@ bool fake_store_event(struct store *s, size_t i, struct fake_event *out);
 size_t fake_store_events(struct store *s);
 /** Number of ops submitted so far (accepted by store_submit). */
 uint64_t fake_store_submitted(struct store *s);
+
+/**
+ * While on, ops of kind wait aside, neither applied nor completed, while the
+ * others go on; turning it off applies and completes them (reading the state
+ * as it is then). Tests turn it off before destroying the fake.
+ */
+void fake_store_park(struct store *s, enum store_op_kind kind, bool on);
+/** Ops parked now. */
+size_t fake_store_parked(struct store *s);
+/** Drops the events of session_id up to upto_seq, as the 24-hour retention would. */
+void fake_store_forget_events(struct store *s, int64_t session_id, int64_t upto_seq);
+/** EVENTS_PRUNE ops applied so far, and the retention the last one asked for. */
+uint64_t fake_store_prunes(struct store *s, int64_t *keep_s);
 
 #endif

@@ -57,6 +57,9 @@ void store_op_free(struct store_op *op)
     free(op->poll.question);
     for (uint32_t i = 0; i < API_OPTIONS_MAX; i++)
         free(op->poll.options[i]);
+    for (uint32_t i = 0; i < op->n_events; i++)
+        free(op->events[i].payload);
+    free(op->events);
     free(op);
 }
 

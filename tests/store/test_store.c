@@ -1,9 +1,10 @@
 /*
  * test_store.c - the storage actor against a private PostgreSQL cluster:
  * migrations, every operation kind, per-session event sequencing (also from
- * two stores acting as two instances), votes with duplicates and conflicts
- * (across batches and inside one batch), batch and queue limits, draining on
- * stop, loading, and the database going away and coming back.
+ * two stores acting as two instances), event replay and its row limit,
+ * event_log retention, votes with duplicates and conflicts (across batches
+ * and inside one batch), batch and queue limits, draining on stop, loading,
+ * and the database going away and coming back.
  *
  * The store's .c is included to reach its counters (batches committed) and
  * its array-literal helpers. A "gate" operation whose on_done blocks the only
@@ -448,6 +449,39 @@ static void test_create_limits(void **state)
     store_op_free(NULL);
 }
 
+/* A failed operation hands out no events, whatever an attempt had read. */
+static void test_op_fail_drops_events(void **state)
+{
+    struct store_op *op = op_new(STORE_EVENTS_SINCE);
+
+    (void)state;
+    op->status = STORE_OK;
+    op->n_events = 2;
+    op->events = xcalloc(2, sizeof(op->events[0]));
+    op->events[0].payload = xstrdup("{}");
+    op->events[1].payload = xstrdup("{\"id\": 1}");
+    op_fail(op);
+    assert_int_equal(op->status, STORE_UNAVAILABLE);
+    assert_null(op->events);
+    assert_int_equal(op->n_events, 0);
+    op_fail(op); /* twice is harmless */
+    assert_null(op->events);
+    store_op_free(op);
+
+    op = op_new(STORE_EVENTS_PRUNE);
+    op->n_events = 7;
+    op_fail(op);
+    assert_int_equal(op->status, STORE_UNAVAILABLE);
+    assert_int_equal(op->n_events, 0); /* no rows counted as deleted */
+    store_op_free(op);
+
+    /* An op that owns no events frees cleanly. */
+    op = op_new(STORE_VOTE_LOOKUP);
+    op_fail(op);
+    assert_int_equal(op->status, STORE_UNAVAILABLE);
+    store_op_free(op);
+}
+
 /* ---- migrations --------------------------------------------------------- */
 
 static void assert_schema(const char *ci)
@@ -778,6 +812,322 @@ static void test_events_two_instances(void **state)
     PQfinish(c);
     store_destroy(a);
     store_destroy(b);
+}
+
+/* ---- event replay and retention ----------------------------------------- */
+
+#define PAYLOAD_MAX 64
+
+/* What event_payload wrote, as PostgreSQL's jsonb prints it back. */
+struct written {
+    int64_t seq;
+    const char *type;
+    char payload[PAYLOAD_MAX];
+};
+
+static void written_set(struct written *w, int64_t seq, const char *type, int64_t id)
+{
+    w->seq = seq;
+    w->type = type;
+    snprintf(w->payload, sizeof(w->payload), "{\"id\": %" PRId64 ", \"seq\": %" PRId64 "}", id,
+             seq);
+}
+
+static struct store_op *since_op(int64_t sid, int64_t after)
+{
+    struct store_op *op = op_new(STORE_EVENTS_SINCE);
+
+    op->session_id = sid;
+    op->seq = after;
+    op->n_events = 12345; /* proves the store sets it */
+    return op;
+}
+
+static struct store_op *events_since(struct store *s, int64_t sid, int64_t after)
+{
+    struct store_op *op = since_op(sid, after);
+
+    submit_wait(s, op);
+    assert_int_equal(op->status, STORE_OK);
+    return op;
+}
+
+/* op returned exactly want[0..n). */
+static void assert_replay(const struct store_op *op, const struct written *want, uint32_t n)
+{
+    assert_int_equal(op->n_events, n);
+    if (n == 0) {
+        assert_null(op->events);
+        return;
+    }
+    assert_non_null(op->events);
+    for (uint32_t i = 0; i < n; i++) {
+        assert_int_equal(op->events[i].seq, want[i].seq);
+        assert_string_equal(op->events[i].type, want[i].type);
+        assert_string_equal(op->events[i].payload, want[i].payload);
+    }
+}
+
+/* A session with events 1..4 (created, opened, closed, created) and, around
+ * it, another session with events of its own. */
+static int64_t replay_fixture(struct store *s, struct written want[4], int64_t *other)
+{
+    int64_t sid = make_session(s), seq = 0, poll, second;
+    struct store_op *op;
+
+    *other = make_session(s);
+    make_poll(s, *other, NULL);
+    poll = make_poll(s, sid, &seq);
+    written_set(&want[0], seq, "poll.created", poll);
+    op = change_state(s, STORE_POLL_OPEN, sid, poll);
+    written_set(&want[1], op->seq, "poll.opened", poll);
+    store_op_free(op);
+    op = change_state(s, STORE_POLL_CLOSE, sid, poll);
+    written_set(&want[2], op->seq, "poll.closed", poll);
+    store_op_free(op);
+    second = make_poll(s, sid, &seq);
+    written_set(&want[3], seq, "poll.created", second);
+    make_poll(s, *other, NULL);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(want[i].seq, i + 1);
+    return sid;
+}
+
+static void test_events_since(void **state)
+{
+    struct store *s = store_up(conninfo, 2, 0, "inst-a");
+    struct written want[4];
+    int64_t other, sid = replay_fixture(s, want, &other);
+    struct store_op *op;
+
+    (void)state;
+    op = events_since(s, sid, 0);
+    assert_replay(op, want, 4);
+    store_op_free(op);
+    op = events_since(s, sid, 2);
+    assert_replay(op, want + 2, 2);
+    store_op_free(op);
+    op = events_since(s, sid, 3);
+    assert_replay(op, want + 3, 1);
+    store_op_free(op);
+    /* After the last seq, far past it, or of an unknown session: nothing. */
+    op = events_since(s, sid, 4);
+    assert_replay(op, NULL, 0);
+    store_op_free(op);
+    op = events_since(s, sid, INT64_MAX);
+    assert_replay(op, NULL, 0);
+    store_op_free(op);
+    op = events_since(s, sid + other + 1000000, 0);
+    assert_replay(op, NULL, 0);
+    store_op_free(op);
+    /* A negative since (a client's number) replays everything. */
+    op = events_since(s, sid, -5);
+    assert_replay(op, want, 4);
+    /* The same op submitted again: the first answer is released, not leaked. */
+    op->seq = 1;
+    submit_wait(s, op);
+    assert_int_equal(op->status, STORE_OK);
+    assert_replay(op, want + 1, 3);
+    store_op_free(op);
+    /* The other session's events stay its own. */
+    op = events_since(s, other, 0);
+    assert_int_equal(op->n_events, 2);
+    assert_int_equal(op->events[0].seq, 1);
+    assert_int_equal(op->events[1].seq, 2);
+    store_op_free(op);
+    store_destroy(s);
+}
+
+/* A replay in the batch that wrote an event sees it: both commit together. */
+static void test_events_since_in_batch(void **state)
+{
+    struct store *s = store_up(conninfo, 1, 0, "inst-a");
+    struct written want[4];
+    int64_t other, sid = replay_fixture(s, want, &other);
+    struct store_op *g, *ops[4];
+    uint64_t batches;
+
+    (void)state;
+    ops[0] = since_op(sid, 3);
+    ops[1] = poll_op(sid, POLL_SINGLE, 2, 1);
+    ops[2] = since_op(sid, 3);
+    ops[3] = since_op(other, 1);
+    tracker_reset();
+    g = gate_close(s);
+    batches = atomic_load(&s->n_batches);
+    for (size_t i = 0; i < ARRAY_LEN(ops); i++)
+        assert_true(store_submit(s, ops[i]));
+    gate_open();
+    wait_done(1 + ARRAY_LEN(ops));
+    assert_int_equal(atomic_load(&s->n_batches) - batches, 1);
+    for (size_t i = 0; i < ARRAY_LEN(ops); i++)
+        assert_int_equal(ops[i]->status, STORE_OK);
+    assert_int_equal(ops[1]->seq, 5);
+    assert_replay(ops[0], want + 3, 1); /* ran before the poll was created */
+    written_set(&want[0], 5, "poll.created", ops[1]->id);
+    assert_replay(ops[2], (struct written[]){want[3], want[0]}, 2);
+    assert_int_equal(ops[3]->n_events, 1);
+    assert_int_equal(ops[3]->events[0].seq, 2);
+    for (size_t i = 0; i < ARRAY_LEN(ops); i++)
+        store_op_free(ops[i]);
+    store_op_free(g);
+    store_destroy(s);
+}
+
+/* A batch that fails after its replays ran: each op is retried alone, and
+ * the replays answer from what committed, not from the rolled-back attempt. */
+static void test_events_since_failed_batch(void **state)
+{
+    struct store *s = store_up(conninfo, 1, 0, "inst-a");
+    struct written want[4];
+    int64_t other, sid = replay_fixture(s, want, &other);
+    int64_t u = make_participant(s, sid);
+    struct store_op *g, *ops[5];
+    uint64_t failed;
+
+    (void)state;
+    ops[0] = since_op(sid, 3);
+    ops[1] = poll_op(sid, POLL_SINGLE, 2, 1);
+    ops[2] = since_op(sid, 3);
+    ops[3] = vote_op(sid, 1000000 + sid, u, "no such poll", (uint8_t[]){0}, 1);
+    ops[4] = since_op(other, 0);
+    tracker_reset();
+    g = gate_close(s);
+    failed = atomic_load(&s->n_failed_batches);
+    for (size_t i = 0; i < ARRAY_LEN(ops); i++)
+        assert_true(store_submit(s, ops[i]));
+    gate_open();
+    wait_done(1 + ARRAY_LEN(ops));
+    assert_int_equal(atomic_load(&s->n_failed_batches) - failed, 1);
+    assert_int_equal(ops[1]->status, STORE_OK);
+    assert_int_equal(ops[1]->seq, 5); /* the rolled-back attempt's 5 was reused */
+    written_set(&want[0], 5, "poll.created", ops[1]->id);
+    /* Retried in submission order: 0 before the poll committed, 2 after. */
+    assert_int_equal(ops[0]->status, STORE_OK);
+    assert_replay(ops[0], want + 3, 1);
+    assert_int_equal(ops[2]->status, STORE_OK);
+    assert_replay(ops[2], (struct written[]){want[3], want[0]}, 2);
+    assert_int_equal(ops[3]->status, STORE_UNAVAILABLE);
+    assert_int_equal(ops[4]->status, STORE_OK);
+    assert_int_equal(ops[4]->n_events, 2);
+    for (size_t i = 0; i < ARRAY_LEN(ops); i++)
+        store_op_free(ops[i]);
+    store_op_free(g);
+    store_destroy(s);
+}
+
+/* Exactly STORE_EVENTS_MAX rows come back; the caller asks again for more. */
+static void test_events_since_limit(void **state)
+{
+    struct store *s = store_up(conninfo, 1, 0, "inst-a");
+    int64_t sid = make_session(s);
+    char sids[STORE_I64_MAX], total[STORE_I64_MAX];
+    const char *p[2] = {sids, total};
+    PGconn *c = db_open(conninfo);
+    struct store_op *op;
+
+    (void)state;
+    fmt_i64(sids, sid);
+    fmt_i64(total, STORE_EVENTS_MAX + 1);
+    PQclear(db_q(c,
+                 "INSERT INTO event_log(session_id, seq, type, payload, instance_id) "
+                 "SELECT $1, g, 'poll.created', jsonb_build_object('seq', g), 'bulk' "
+                 "FROM generate_series(1, $2::bigint) AS g",
+                 2, p));
+    op = events_since(s, sid, 0);
+    assert_int_equal(op->n_events, STORE_EVENTS_MAX);
+    for (uint32_t i = 0; i < op->n_events; i++)
+        assert_int_equal(op->events[i].seq, i + 1);
+    assert_string_equal(op->events[STORE_EVENTS_MAX - 1].payload, "{\"seq\": 100000}");
+    store_op_free(op);
+    op = events_since(s, sid, 1); /* exactly the limit remain */
+    assert_int_equal(op->n_events, STORE_EVENTS_MAX);
+    assert_int_equal(op->events[0].seq, 2);
+    assert_int_equal(op->events[STORE_EVENTS_MAX - 1].seq, STORE_EVENTS_MAX + 1);
+    store_op_free(op);
+    op = events_since(s, sid, STORE_EVENTS_MAX);
+    assert_int_equal(op->n_events, 1);
+    assert_int_equal(op->events[0].seq, STORE_EVENTS_MAX + 1);
+    assert_string_equal(op->events[0].type, "poll.created");
+    store_op_free(op);
+    PQfinish(c);
+    store_destroy(s);
+}
+
+static struct store_op *prune(struct store *s, int64_t keep_s)
+{
+    struct store_op *op = op_new(STORE_EVENTS_PRUNE);
+
+    op->id = keep_s;
+    op->n_events = 12345; /* proves the store sets it */
+    submit_wait(s, op);
+    assert_int_equal(op->status, STORE_OK);
+    assert_null(op->events);
+    return op;
+}
+
+static int64_t count_events(PGconn *c)
+{
+    return db_i64(c, "SELECT count(*) FROM event_log", 0, NULL);
+}
+
+static void test_events_prune(void **state)
+{
+    char ci[CONNINFO_MAX], sids[STORE_I64_MAX], others[STORE_I64_MAX];
+    const char *p[1] = {sids}, *po[1] = {others};
+    struct written want[4];
+    struct store *s;
+    struct store_op *op;
+    int64_t other, sid;
+    PGconn *c;
+
+    (void)state;
+    db_run(conninfo, "CREATE DATABASE prune_db");
+    conninfo_db(ci, sizeof(ci), "prune_db");
+    s = store_up(ci, 2, 0, "inst-a");
+    c = db_open(ci);
+    sid = replay_fixture(s, want, &other);
+    assert_int_equal(count_events(c), 6);
+    op = prune(s, 86400);
+    assert_int_equal(op->n_events, 0);
+    store_op_free(op);
+    assert_int_equal(count_events(c), 6);
+
+    /* Two rows past the retention, one just inside it. */
+    fmt_i64(sids, sid);
+    fmt_i64(others, other);
+    PQclear(db_q(c,
+                 "UPDATE event_log SET created_at = now() - interval '2 days' "
+                 "WHERE session_id = $1 AND seq <= 2",
+                 1, p));
+    PQclear(db_q(c,
+                 "UPDATE event_log SET created_at = now() - interval '86340 seconds' "
+                 "WHERE session_id = $1 AND seq = 1",
+                 1, po));
+    op = prune(s, 86400);
+    assert_int_equal(op->n_events, 2);
+    store_op_free(op);
+    assert_int_equal(count_events(c), 4);
+    assert_int_equal(db_i64(c, "SELECT min(seq) FROM event_log WHERE session_id = $1", 1, p), 3);
+    /* Replay after a prune starts past the gap; the caller sees seq 3 > 1. */
+    op = events_since(s, sid, 0);
+    assert_replay(op, want + 2, 2);
+    store_op_free(op);
+    op = prune(s, 86400); /* nothing left to prune */
+    assert_int_equal(op->n_events, 0);
+    store_op_free(op);
+    /* Keep 0 s: everything written by earlier transactions goes. */
+    op = prune(s, 0);
+    assert_int_equal(op->n_events, 4);
+    store_op_free(op);
+    assert_int_equal(count_events(c), 0);
+    /* Pruning never touches the sequence: the next event is 5. */
+    op = change_state(s, STORE_SESSION_CLOSE, sid, 0);
+    assert_int_equal(op->status, STORE_OK);
+    assert_int_equal(op->seq, 5);
+    store_op_free(op);
+    PQfinish(c);
+    store_destroy(s);
 }
 
 /* ---- votes -------------------------------------------------------------- */
@@ -1367,6 +1717,7 @@ int main(void)
         cmocka_unit_test(test_parse_choices),
         cmocka_unit_test(test_array_literals_roundtrip),
         cmocka_unit_test(test_create_limits),
+        cmocka_unit_test(test_op_fail_drops_events),
         cmocka_unit_test(test_migrations_idempotent),
         cmocka_unit_test(test_migrations_concurrent),
         cmocka_unit_test(test_unreachable_database),
@@ -1376,6 +1727,11 @@ int main(void)
         cmocka_unit_test(test_events_sequence),
         cmocka_unit_test(test_events_in_one_batch),
         cmocka_unit_test(test_events_two_instances),
+        cmocka_unit_test(test_events_since),
+        cmocka_unit_test(test_events_since_in_batch),
+        cmocka_unit_test(test_events_since_failed_batch),
+        cmocka_unit_test(test_events_since_limit),
+        cmocka_unit_test(test_events_prune),
         cmocka_unit_test(test_votes_concurrent),
         cmocka_unit_test(test_vote_duplicate_and_conflict),
         cmocka_unit_test(test_vote_conflicts_in_one_batch),
