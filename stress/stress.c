@@ -12,6 +12,13 @@
  * Prints durable votes/s and the ack latency percentiles; every 201 counted
  * is a vote committed by PostgreSQL before the answer.
  *
+ *   tally-stress fanout --target 127.0.0.1:PORT --subscribers N --seconds S
+ *                       --rate R [--server-pid PID] [--threads T] [--json FILE]
+ *
+ * "fanout" (fanout.c): N idle WebSocket subscribers of one session while
+ * votes arrive at R/s; prints delivered results messages/s, delivery
+ * latency, server bytes per idle connection and CPU per message.
+ *
  * Every run is bounded in time and talks only to the given target.
  */
 #include <arpa/inet.h>
@@ -61,10 +68,16 @@ struct client {
     uint64_t by_status[6]; /* other answers by status class: 1xx..5xx */
 };
 
+/* Defined in fanout.c: parses its own options from argv[2]. */
+int fanout_main(int argc, char **argv);
+
 static void usage(void)
 {
     fprintf(stderr, "usage: tally-stress votes [--target HOST:PORT] [--clients N] [--seconds S]\n"
-                    "                          [--participants-per-client N] [--json FILE]\n");
+                    "                          [--participants-per-client N] [--json FILE]\n"
+                    "       tally-stress fanout --target HOST:PORT --subscribers N --seconds S\n"
+                    "                           --rate R [--server-pid PID] [--threads T]"
+                    " [--json FILE]\n");
     exit(2);
 }
 
@@ -326,6 +339,8 @@ int main(int argc, char **argv)
         parse_opts(argc, argv, &o);
         return run_votes(&o);
     }
+    if (strcmp(argv[1], "fanout") == 0)
+        return fanout_main(argc, argv);
     usage();
     return 2;
 }
