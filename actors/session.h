@@ -61,7 +61,8 @@
 /* Live sessions (session_live.c). */
 #define SESSION_REPLAY_MAX 256      /* last sequenced messages kept per session for resumes */
 #define SESSION_PENDING_SUBS_MAX 64 /* resumes of one session waiting for the store */
-#define LIVE_TICK_MS 100            /* results are coalesced over this period */
+#define LIVE_RESULTS_MS 100         /* at most one results per poll this often */
+#define LIVE_TICK_MS 20             /* how soon after its window a coalesced results goes */
 #define LIVE_PRESENCE_MS 1000       /* presence at most this often */
 /* event_log retention, and how often the lobby prunes it (tests shorten the periods). */
 #define EVENTS_KEEP_S 86400
@@ -98,6 +99,7 @@ struct poll {
     uint64_t total;   /* participants who voted */
     uint64_t version; /* committed votes; only grows */
     bool dirty;       /* counts changed since the last results broadcast */
+    uint64_t results_ms; /* when the last results of this poll was broadcast */
 };
 
 struct participant {

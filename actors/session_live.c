@@ -26,9 +26,13 @@
  * the broadcasts after it. A subscription is counted (and broadcasts go to
  * its thread) from the moment it is answered.
  *
- * Coalescing. A committed vote marks its poll dirty; a tick every
+ * Coalescing. A committed vote on a poll whose last results went out at
+ * least LIVE_RESULTS_MS ago is broadcast at once (a lone vote is seen
+ * without waiting); otherwise it marks the poll dirty, and a tick every
  * LIVE_TICK_MS, running only while the session has subscribers, broadcasts
- * one results per dirty open poll. Dirty is cleared before poll.closed goes
+ * one results per dirty open poll whose window has passed. So every poll
+ * gets at most one results per LIVE_RESULTS_MS, and a vote waits at most
+ * that long plus one tick. Dirty is cleared before poll.closed goes
  * out, and only an open poll is ever dirty, so results never follow
  * poll.closed nor precede poll.opened. Presence (participants connected now,
  * each counted once however many connections it has) goes from the same tick,
@@ -53,6 +57,7 @@
 static_assert(SESSION_REPLAY_MAX >= 2, "a ring holds at least the last two events");
 static_assert(LIVE_TICK_MS >= ACTOR_TICK_RESOLUTION_MS, "the runtime ticks no faster");
 static_assert(LIVE_PRESENCE_MS >= LIVE_TICK_MS, "presence goes from the results tick");
+static_assert(LIVE_RESULTS_MS >= LIVE_TICK_MS, "the tick is finer than the results window");
 
 /* A resume waiting for STORE_EVENTS_SINCE. */
 struct live_pending {
@@ -239,36 +244,48 @@ void session__live_sequenced(struct session *s, const struct store_op *op, void 
     live_broadcast(s, m);
 }
 
+static void live_send_results(struct session *s, struct poll *p, uint64_t now_ms)
+{
+    struct stream_msg *m;
+    json_t *d;
+
+    TALLY_ASSERT(p->state == POLL_OPEN); /* closing clears dirty first */
+    m = stream_msg_new(STREAM_RESULTS, s->id);
+    m->poll_id = p->id;
+    d = live_results_data(s, p);
+    wire_msg_encode("results", 0, d, m->bytes);
+    json_decref(d);
+    p->results_ms = now_ms;
+    live_broadcast(s, m);
+}
+
 void session__live_dirty(struct session *s, struct poll *p)
 {
     struct session_live *l = s->live;
+    uint64_t now_ms;
 
     if (l == NULL || l->n_subs == 0 || p->dirty || p->state != POLL_OPEN)
         return;
+    now_ms = clock_now_ms();
+    if (now_ms - p->results_ms >= LIVE_RESULTS_MS) {
+        live_send_results(s, p, now_ms); /* the window is open: no reason to wait */
+        return;
+    }
     p->dirty = true;
     l->n_dirty++;
 }
 
-static void live_flush_results(struct session *s, struct session_live *l)
+static void live_flush_results(struct session *s, struct session_live *l, uint64_t now_ms)
 {
     for (uint32_t i = 0; i < s->n_polls && l->n_dirty > 0; i++) {
         struct poll *p = s->polls[i];
-        struct stream_msg *m;
-        json_t *d;
 
-        if (!p->dirty)
+        if (!p->dirty || now_ms - p->results_ms < LIVE_RESULTS_MS)
             continue;
         p->dirty = false;
         l->n_dirty--;
-        TALLY_ASSERT(p->state == POLL_OPEN); /* closing clears dirty first */
-        m = stream_msg_new(STREAM_RESULTS, s->id);
-        m->poll_id = p->id;
-        d = live_results_data(s, p);
-        wire_msg_encode("results", 0, d, m->bytes);
-        json_decref(d);
-        live_broadcast(s, m);
+        live_send_results(s, p, now_ms);
     }
-    TALLY_ASSERT(l->n_dirty == 0);
 }
 
 static void live_presence(struct session *s, struct session_live *l, uint64_t now_ms)
@@ -321,7 +338,7 @@ static void live_on_tick(struct actor *a, void *ctx, uint64_t now_ms)
         return;
     }
     if (l->n_dirty > 0)
-        live_flush_results(s, l);
+        live_flush_results(s, l, now_ms);
     live_presence(s, l, now_ms);
 }
 
