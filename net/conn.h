@@ -87,10 +87,11 @@ struct accept_slot {
     bool armed;
 };
 
+/* A ring and everything it owns ("thread" for history: a worker thread may
+ * drive several rings, see struct net_worker). */
 struct net_thread {
     struct net_server *srv;
     unsigned index;
-    pthread_t tid;
     struct io_uring ring;
     bool fixed; /* direct descriptors; plain fds when the kernel lacks them */
     int listen_fd;
@@ -115,12 +116,22 @@ struct net_thread {
     uint64_t now_ms;
 };
 
+/* One network thread: drives rings[0..n_rings), sleeping in rings[0]. */
+struct net_worker {
+    struct net_server *srv;
+    pthread_t tid;
+    struct net_thread **rings;
+    unsigned n_rings;
+};
+
 struct net_server {
     const struct config *cfg;
     struct actors *actors;
     struct store *store;
-    unsigned nthreads;
+    unsigned nthreads; /* rings */
     struct net_thread *threads;
+    unsigned nworkers; /* threads driving them: min(--threads, rings) */
+    struct net_worker *workers;
     atomic_bool stopping;
     atomic_bool draining;
     atomic_uint_fast64_t connections;

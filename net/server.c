@@ -26,6 +26,7 @@
 #include "net/server.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -154,6 +155,14 @@ static void arm_wake(struct net_thread *t)
     io_uring_prep_read(sqe, t->wake_fd, &t->wake_value, sizeof(t->wake_value), 0);
     io_uring_sqe_set_data64(sqe, ud_pack(UD_OP_WAKE, 0, 0, 0));
     t->wake_armed = true;
+}
+
+static void arm_ring_poll(struct net_thread *t, unsigned ring)
+{
+    TALLY_ASSERT(ring < t->srv->nthreads);
+    struct io_uring_sqe *sqe = get_sqe(t);
+    io_uring_prep_poll_multishot(sqe, t->srv->threads[ring].ring.ring_fd, POLLIN);
+    io_uring_sqe_set_data64(sqe, ud_pack(UD_OP_RING, 0, 0, ring));
 }
 
 static void arm_tick(struct net_thread *t)
@@ -780,6 +789,12 @@ static void handle_cqe(struct net_thread *t, const struct io_uring_cqe *cqe)
     case UD_OP_TICK:
         handle_tick(t);
         break;
+    case UD_OP_RING:
+        /* Another ring of this worker has completions; the worker loop turns
+         * every ring anyway. Re-arm if the kernel ended the multishot poll. */
+        if (!(cqe->flags & IORING_CQE_F_MORE) && !atomic_load(&t->srv->stopping))
+            arm_ring_poll(t, ud_aux(cqe->user_data));
+        break;
     case UD_OP_NONE:
     case UD_OP_COUNT:
     default:
@@ -802,37 +817,62 @@ static void close_all(struct net_thread *t)
     }
 }
 
-static void *net_thread_main(void *arg)
+/*
+ * One turn of a ring: publish returned buffers, submit, and handle what
+ * completed. With wait, block until at least one completion (the worker's
+ * primary ring, when no ring had anything to do). Returns completions seen.
+ */
+static unsigned ring_turn(struct net_thread *t, bool wait)
 {
-    struct net_thread *t = arg;
+    if (t->bufs_returned) {
+        io_uring_buf_ring_advance(t->br, (int)t->bufs_returned);
+        t->bufs_returned = 0;
+    }
+    int rc = wait ? io_uring_submit_and_wait(&t->ring, 1) : io_uring_submit_and_get_events(&t->ring);
+    if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY && rc != -ETIME)
+        log_error("net ring %u: io_uring_enter: %s", t->index, strerror(-rc));
+    t->now_ms = clock_now_ms();
+    unsigned head, seen = 0;
+    struct io_uring_cqe *cqe;
+    io_uring_for_each_cqe(&t->ring, head, cqe)
+    {
+        handle_cqe(t, cqe);
+        seen++;
+    }
+    io_uring_cq_advance(&t->ring, seen);
+    return seen;
+}
+
+static bool worker_rings_open(const struct net_worker *w)
+{
+    for (unsigned i = 0; i < w->n_rings; i++)
+        if (w->rings[i]->open > 0)
+            return true;
+    return false;
+}
+
+/*
+ * A worker thread drives its rings. It sleeps only in its primary ring,
+ * which holds a multishot poll on every other ring's fd: a completion on
+ * any of them wakes it. While some ring is busy, every ring gets a
+ * non-blocking turn, so none waits behind another's traffic.
+ */
+static void worker_loop(struct net_worker *w)
+{
     bool closing = false;
     for (;;) {
-        if (atomic_load(&t->srv->stopping) && !closing) {
-            close_all(t);
+        if (atomic_load(&w->srv->stopping) && !closing) {
+            for (unsigned i = 0; i < w->n_rings; i++)
+                close_all(w->rings[i]);
             closing = true;
         }
-        if (closing && t->open == 0)
+        if (closing && !worker_rings_open(w))
             break;
-        if (t->bufs_returned) {
-            io_uring_buf_ring_advance(t->br, (int)t->bufs_returned);
-            t->bufs_returned = 0;
-        }
-        int rc = io_uring_submit_and_wait(&t->ring, 1);
-        if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY) {
-            log_error("net thread %u: io_uring_submit_and_wait: %s", t->index, strerror(-rc));
-            break;
-        }
-        t->now_ms = clock_now_ms();
-        unsigned head, seen = 0;
-        struct io_uring_cqe *cqe;
-        io_uring_for_each_cqe(&t->ring, head, cqe)
-        {
-            handle_cqe(t, cqe);
-            seen++;
-        }
-        io_uring_cq_advance(&t->ring, seen);
+        unsigned busy = 0;
+        for (unsigned i = 1; i < w->n_rings; i++)
+            busy += ring_turn(w->rings[i], false);
+        ring_turn(w->rings[0], busy == 0);
     }
-    return NULL;
 }
 
 /* ---- setup -------------------------------------------------------------- */
@@ -874,12 +914,16 @@ err_close:;
     return err;
 }
 
-static int ring_init(struct net_thread *t)
+static int ring_init(struct net_thread *t, bool alone)
 {
     struct io_uring_params p;
     memset(&p, 0, sizeof(p));
-    p.flags = IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SINGLE_ISSUER |
-              IORING_SETUP_DEFER_TASKRUN;
+    /* Deferred task work would keep a ring's completions from waking the
+     * poll its worker sleeps on, so only a ring alone on its worker (which
+     * sleeps in that very ring) defers. */
+    p.flags = IORING_SETUP_SUBMIT_ALL | IORING_SETUP_SINGLE_ISSUER;
+    if (alone)
+        p.flags |= IORING_SETUP_COOP_TASKRUN | IORING_SETUP_DEFER_TASKRUN;
     int rc = io_uring_queue_init_params(NET_RING_ENTRIES, &t->ring, &p);
     if (rc == -EINVAL) {
         memset(&p, 0, sizeof(p)); /* an older kernel: plain ring */
@@ -909,34 +953,48 @@ static int ring_init(struct net_thread *t)
     return 0;
 }
 
-struct thread_start {
-    struct net_thread *t;
+struct worker_start {
+    struct net_worker *w;
     int rc;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     bool done;
 };
 
-static void *net_thread_boot(void *arg)
+static int worker_rings_init(struct net_worker *w)
 {
-    struct thread_start *ts = arg;
-    struct net_thread *t = ts->t;
-    /* The ring is made on the thread that submits to it (SINGLE_ISSUER). */
-    int rc = ring_init(t);
-    if (rc == 0) {
+    bool alone = w->n_rings == 1;
+    for (unsigned i = 0; i < w->n_rings; i++) {
+        int rc = ring_init(w->rings[i], alone);
+        if (rc < 0)
+            return rc;
+    }
+    for (unsigned i = 0; i < w->n_rings; i++) {
+        struct net_thread *t = w->rings[i];
         t->now_ms = clock_now_ms();
-        for (unsigned i = 0; i < NET_ACCEPTS_INFLIGHT; i++)
-            arm_accept(t, i);
+        for (unsigned a = 0; a < NET_ACCEPTS_INFLIGHT; a++)
+            arm_accept(t, a);
         arm_wake(t);
         arm_tick(t);
     }
-    pthread_mutex_lock(&ts->mu);
-    ts->rc = rc;
-    ts->done = true;
-    pthread_cond_signal(&ts->cv);
-    pthread_mutex_unlock(&ts->mu);
+    for (unsigned i = 1; i < w->n_rings; i++)
+        arm_ring_poll(w->rings[0], w->rings[i]->index);
+    return 0;
+}
+
+static void *net_worker_boot(void *arg)
+{
+    struct worker_start *ws = arg;
+    struct net_worker *w = ws->w;
+    /* Rings are made on the thread that submits to them (SINGLE_ISSUER). */
+    int rc = worker_rings_init(w);
+    pthread_mutex_lock(&ws->mu);
+    ws->rc = rc;
+    ws->done = true;
+    pthread_cond_signal(&ws->cv);
+    pthread_mutex_unlock(&ws->mu);
     if (rc == 0)
-        net_thread_main(t);
+        worker_loop(w);
     return NULL;
 }
 
@@ -957,6 +1015,12 @@ struct net_server *net_server_create(const struct config *cfg, struct actors *as
     srv->store = st;
     srv->nthreads = net_rings_needed(cfg);
     srv->threads = xcalloc(srv->nthreads, sizeof(*srv->threads));
+    srv->nworkers = cfg->threads < srv->nthreads ? cfg->threads : srv->nthreads;
+    srv->workers = xcalloc(srv->nworkers, sizeof(*srv->workers));
+    for (unsigned k = 0; k < srv->nworkers; k++) {
+        srv->workers[k].srv = srv;
+        srv->workers[k].rings = xcalloc(srv->nthreads, sizeof(*srv->workers[k].rings));
+    }
     srv->m_conns = metrics_gauge("tally_connections", "Client connections open now.");
     srv->m_accepts = metrics_counter("tally_connections_accepted_total", "Connections accepted.");
     srv->m_requests = metrics_counter("tally_http_requests_total", "HTTP requests answered.");
@@ -997,37 +1061,46 @@ static int thread_prepare(struct net_server *srv, struct net_thread *t, unsigned
     return 0;
 }
 
-static int thread_launch(struct net_thread *t)
+static int worker_launch(struct net_worker *w)
 {
-    struct thread_start ts = {.t = t};
-    pthread_mutex_init(&ts.mu, NULL);
-    pthread_cond_init(&ts.cv, NULL);
-    int rc = pthread_create(&t->tid, NULL, net_thread_boot, &ts);
+    struct worker_start ws = {.w = w};
+    pthread_mutex_init(&ws.mu, NULL);
+    pthread_cond_init(&ws.cv, NULL);
+    int rc = pthread_create(&w->tid, NULL, net_worker_boot, &ws);
     if (rc != 0)
         return -rc;
-    pthread_mutex_lock(&ts.mu);
-    while (!ts.done)
-        pthread_cond_wait(&ts.cv, &ts.mu);
-    pthread_mutex_unlock(&ts.mu);
-    pthread_mutex_destroy(&ts.mu);
-    pthread_cond_destroy(&ts.cv);
-    if (ts.rc < 0) {
-        pthread_join(t->tid, NULL);
-        t->tid = 0;
+    pthread_mutex_lock(&ws.mu);
+    while (!ws.done)
+        pthread_cond_wait(&ws.cv, &ws.mu);
+    pthread_mutex_unlock(&ws.mu);
+    pthread_mutex_destroy(&ws.mu);
+    pthread_cond_destroy(&ws.cv);
+    if (ws.rc < 0) {
+        pthread_join(w->tid, NULL);
+        w->tid = 0;
     }
-    return ts.rc;
+    return ws.rc;
 }
 
 int net_server_start(struct net_server *srv)
 {
     for (unsigned i = 0; i < srv->nthreads; i++) {
-        struct net_thread *t = &srv->threads[i];
-        int rc = thread_prepare(srv, t, i);
-        if (rc == 0)
-            rc = thread_launch(t);
+        int rc = thread_prepare(srv, &srv->threads[i], i);
         if (rc < 0) {
             log_error("cannot listen on %s:%u (ring %u): %s", srv->cfg->listen_host,
                       srv->cfg->listen_port, i, strerror(-rc));
+            return rc;
+        }
+    }
+    /* Ring i belongs to worker i % workers. */
+    for (unsigned i = 0; i < srv->nthreads; i++) {
+        struct net_worker *w = &srv->workers[i % srv->nworkers];
+        w->rings[w->n_rings++] = &srv->threads[i];
+    }
+    for (unsigned k = 0; k < srv->nworkers; k++) {
+        int rc = worker_launch(&srv->workers[k]);
+        if (rc < 0) {
+            log_error("network worker %u: %s", k, strerror(-rc));
             return rc;
         }
     }
@@ -1064,11 +1137,11 @@ void net_server_stop(struct net_server *srv)
         if (t->wake_fd > 0)
             mbox_notify_eventfd((void *)(intptr_t)t->wake_fd);
     }
-    for (unsigned i = 0; i < srv->nthreads; i++) {
-        struct net_thread *t = &srv->threads[i];
-        if (t->tid)
-            pthread_join(t->tid, NULL);
-        t->tid = 0;
+    for (unsigned k = 0; k < srv->nworkers; k++) {
+        struct net_worker *w = &srv->workers[k];
+        if (w->tid)
+            pthread_join(w->tid, NULL);
+        w->tid = 0;
     }
 }
 
@@ -1107,6 +1180,9 @@ void net_server_destroy(struct net_server *srv)
         free(t->bufs);
         free(t->br);
     }
+    for (unsigned k = 0; k < srv->nworkers; k++)
+        free(srv->workers[k].rings);
+    free(srv->workers);
     free(srv->threads);
     free(srv);
 }

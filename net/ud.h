@@ -25,6 +25,7 @@ enum ud_op {
     UD_OP_CLOSE,
     UD_OP_WAKE, /* the thread's mailbox eventfd became readable */
     UD_OP_TICK, /* the periodic timeout that drives connection timers */
+    UD_OP_RING, /* another ring of the same worker has completions (aux: ring) */
     UD_OP_COUNT
 };
 

@@ -198,7 +198,7 @@ static void fo_parse(int argc, char **argv, struct fo_opts *o)
     uint64_t people = (uint64_t)o->subscribers + (uint64_t)o->rate * o->seconds;
     if (people > (uint64_t)FANOUT_JOINS_PER_ADDR * FANOUT_JOIN_ADDRS_MAX) {
         fprintf(stderr, "tally-stress: subscribers + rate*seconds must be at most %u\n",
-                FANOUT_JOINS_PER_ADDR * FANOUT_JOIN_ADDRS_MAX);
+                (unsigned)(FANOUT_JOINS_PER_ADDR * FANOUT_JOIN_ADDRS_MAX));
         exit(2);
     }
 }
