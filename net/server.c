@@ -374,6 +374,8 @@ static void handle_readyz(struct net_thread *t, struct conn *c, bool head_only)
 static void handle_metrics(struct net_thread *t, struct conn *c, bool head_only)
 {
     struct buf body = BUF_INIT;
+    metric_set(t->srv->m_participants, (int64_t)actors_participants(t->srv->actors));
+    metric_set(t->srv->m_capacity, (int64_t)server_capacity(t->srv));
     metrics_render(&body);
     net__respond(t, c, 200, "text/plain; version=0.0.4; charset=utf-8", body.data, body.len,
                  head_only, 0);
@@ -1031,6 +1033,9 @@ struct net_server *net_server_create(const struct config *cfg, struct actors *as
     srv->m_refused_conns =
         metrics_counter("tally_connections_refused_total", "Connections over --max-connections.");
     srv->m_subscribers = metrics_gauge("tally_subscribers", "WebSocket and SSE subscribers now.");
+    srv->m_participants =
+        metrics_gauge("tally_participants_joined", "Participants who joined, all sessions.");
+    srv->m_capacity = metrics_gauge("tally_capacity", "Planned participants (--capacity).");
     srv->m_deliveries =
         metrics_counter("tally_stream_deliveries_total", "Stream messages queued to subscribers.");
     srv->m_slow_closed = metrics_counter("tally_subscribers_slow_closed_total",

@@ -53,6 +53,7 @@
 #include "core/base.h"
 #include "core/buf.h"
 #include "core/log.h"
+#include "core/metrics.h"
 #include "store/migrate.h"
 
 #define STORE_POOL_MAX 128
@@ -961,14 +962,56 @@ static bool writer_ensure_conn(struct store_writer *w)
     return true;
 }
 
+/* Process-wide storage metrics, registered once however many stores exist. */
+static struct {
+    struct metric *batches, *ops, *failed, *votes, *batch_size, *commit_us;
+} store_m;
+static pthread_once_t store_m_once = PTHREAD_ONCE_INIT;
+
+static void store_metrics_register(void)
+{
+    static const double sizes[] = {1, 2, 5, 10, 20, 50, 100, 200, 500, 1000};
+    static const double us[] = {250, 500, 1000, 2000, 5000, 10000, 20000, 50000, 100000, 250000};
+
+    store_m.batches = metrics_counter("tally_store_batches_total", "Storage transactions run.");
+    store_m.ops = metrics_counter("tally_store_ops_total", "Operations committed or failed.");
+    store_m.failed = metrics_counter("tally_store_failed_batches_total",
+                                     "Transactions that did not commit.");
+    store_m.votes = metrics_counter("tally_votes_committed_total",
+                                    "Votes durably committed (new, not duplicates).");
+    store_m.batch_size = metrics_histogram("tally_store_batch_size", "Operations per transaction.",
+                                           sizes, ARRAY_LEN(sizes), 1.0);
+    store_m.commit_us = metrics_histogram("tally_store_transaction_seconds",
+                                          "Time from BEGIN to COMMIT returning.", us,
+                                          ARRAY_LEN(us), 1e6);
+}
+
+static void store_metrics_batch(struct store_writer *w, unsigned n, bool failed, uint64_t ns)
+{
+    int64_t votes = 0;
+
+    for (unsigned i = 0; i < n; i++)
+        votes += w->batch[i]->kind == STORE_VOTE && w->batch[i]->status == STORE_OK;
+    metric_add(store_m.batches, 1);
+    metric_add(store_m.ops, n);
+    metric_add(store_m.votes, votes);
+    if (failed)
+        metric_add(store_m.failed, 1);
+    metric_observe(store_m.batch_size, n);
+    metric_observe(store_m.commit_us, (double)ns / 1000.0);
+}
+
 static void complete_batch(struct store_writer *w, unsigned n)
 {
     struct store *s = w->store;
+    uint64_t t0 = clock_now_ns();
+    bool failed = false;
 
     if (!writer_ensure_conn(w)) {
         for (unsigned i = 0; i < n; i++)
             op_fail(w->batch[i]);
     } else if (!run_batch(w, n)) {
+        failed = true;
         atomic_fetch_add(&s->n_failed_batches, 1);
         if (writer_rollback(w) && n > 1) {
             retry_singly(w, n);
@@ -977,6 +1020,7 @@ static void complete_batch(struct store_writer *w, unsigned n)
                 op_fail(w->batch[i]);
         }
     }
+    store_metrics_batch(w, n, failed, clock_now_ns() - t0);
     atomic_fetch_add(&s->n_batches, 1);
     atomic_fetch_add(&s->n_ops, n);
     if (n > atomic_load(&s->batch_max_seen))
@@ -1127,6 +1171,7 @@ struct store *store_create(const struct store_config *cfg)
     uint32_t want;
 
     TALLY_ASSERT(cfg != NULL && cfg->conninfo != NULL);
+    pthread_once(&store_m_once, store_metrics_register);
     TALLY_ASSERT(cfg->pool >= 1);
     want = cfg->queue_max ? cfg->queue_max : STORE_QUEUE_MAX;
     TALLY_ASSERT(want < STORE_RING_SLOTS_MAX);
