@@ -70,6 +70,8 @@ struct client {
 
 /* Defined in fanout.c: parses its own options from argv[2]. */
 int fanout_main(int argc, char **argv);
+/* Defined in fanout_nchan.c: the same fan-out load against nginx + nchan. */
+int fanout_nchan_main(int argc, char **argv);
 
 static void usage(void)
 {
@@ -341,6 +343,8 @@ int main(int argc, char **argv)
     }
     if (strcmp(argv[1], "fanout") == 0)
         return fanout_main(argc, argv);
+    if (strcmp(argv[1], "fanout-nchan") == 0)
+        return fanout_nchan_main(argc, argv);
     usage();
     return 2;
 }
