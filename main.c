@@ -42,7 +42,7 @@ struct tallyd {
 
 static int parse_config(struct tallyd *d, int argc, char **argv, char **envp)
 {
-    char err[512];
+    static char err[8192]; /* also holds the --help text */
     int rc = config_parse(&d->cfg, argc, argv, envp, err, sizeof(err));
     if (rc == 1) {
         fputs(err, stdout);

@@ -250,6 +250,11 @@ def bad_config(binary):
         lines = [l for l in p.stderr.splitlines() if l.strip()]
         check(p.returncode == 2, "bad %s: exit 2 (got %d)" % (option, p.returncode))
         check(len(lines) == 1 and option in lines[0], "bad %s: one line naming it (%r)" % (option, p.stderr))
+    p = subprocess.run([binary, "--help"], capture_output=True, text=True, timeout=30)
+    flags = ["--listen", "--database-url", "--data-dir", "--threads", "--capacity",
+             "--max-connections", "--join-rate", "--instance-id", "--db-pool", "--drain-seconds"]
+    check(p.returncode == 0 and all(f in p.stdout and "TALLY_" + f[2:].upper().replace("-", "_")
+                                    in p.stdout for f in flags), "--help lists every flag and env")
     env = dict(os.environ, TALLY_DRAIN_SECONDS="-1")
     p = subprocess.run([binary], capture_output=True, text=True, timeout=30, env=env)
     check(p.returncode == 2 and "TALLY_DRAIN_SECONDS" in p.stderr, "bad env value: exit 2 naming it")
