@@ -19,6 +19,13 @@
  * votes arrive at R/s; prints delivered results messages/s, delivery
  * latency, server bytes per idle connection and CPU per message.
  *
+ *   tally-stress fanout-nchan --target 127.0.0.1:PORT --subscribers N --seconds S
+ *                             [--rate M] [--bytes B] [--channel NAME]
+ *                             [--server-pid MASTER] [--threads T] [--json FILE]
+ *
+ * "fanout-nchan" (fanout_nchan.c): the same fan-out load against nginx +
+ * nchan, for a comparison at equal N, message size and rate.
+ *
  * Every run is bounded in time and talks only to the given target.
  */
 #include <arpa/inet.h>
@@ -39,6 +46,7 @@
 #include <jansson.h>
 
 #include "core/base.h"
+#include "stress/fanout_common.h"
 #include "stress/hist.h"
 #include "stress/httpc.h"
 
@@ -75,24 +83,17 @@ int fanout_nchan_main(int argc, char **argv);
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: tally-stress votes [--target HOST:PORT] [--clients N] [--seconds S]\n"
-                    "                          [--participants-per-client N] [--json FILE]\n"
-                    "       tally-stress fanout --target HOST:PORT --subscribers N --seconds S\n"
-                    "                           --rate R [--server-pid PID] [--threads T]"
-                    " [--json FILE]\n");
+    fprintf(stderr,
+            "usage: tally-stress votes [--target HOST:PORT] [--clients N] [--seconds S]\n"
+            "                          [--participants-per-client N] [--json FILE]\n"
+            "       tally-stress fanout --target HOST:PORT --subscribers N --seconds S\n"
+            "                           --rate R [--server-pid PID] [--threads T]"
+            " [--json FILE]\n"
+            "       tally-stress fanout-nchan --target HOST:PORT --subscribers N --seconds S\n"
+            "                                 [--rate M] [--bytes B] [--channel NAME]\n"
+            "                                 [--server-pid MASTER] [--threads T]"
+            " [--json FILE]\n");
     exit(2);
-}
-
-static unsigned parse_uint(const char *flag, const char *v, unsigned lo, unsigned hi)
-{
-    char *end;
-    errno = 0;
-    unsigned long x = strtoul(v, &end, 10);
-    if (errno || *end || x < lo || x > hi) {
-        fprintf(stderr, "tally-stress: invalid %s '%s': expected %u..%u\n", flag, v, lo, hi);
-        exit(2);
-    }
-    return (unsigned)x;
 }
 
 static void parse_opts(int argc, char **argv, struct opts *o)
@@ -102,30 +103,26 @@ static void parse_opts(int argc, char **argv, struct opts *o)
     o->clients = 64;
     o->seconds = 10;
     o->ppc = 64;
-    for (int i = 2; i < argc; i++) {
-        const char *f = argv[i];
-        if (i + 1 >= argc)
-            usage();
-        const char *v = argv[++i];
+    const char *f, *v;
+    int i = 2, more;
+    while ((more = fo_opt_next(argc, argv, &i, &f, &v)) > 0) {
         if (strcmp(f, "--target") == 0) {
-            const char *colon = strrchr(v, ':');
-            if (!colon || (size_t)(colon - v) >= sizeof(o->host))
+            if (fo_parse_target(v, o->host, sizeof(o->host), &o->port) < 0)
                 usage();
-            memcpy(o->host, v, (size_t)(colon - v));
-            o->host[colon - v] = '\0';
-            o->port = (uint16_t)parse_uint("--target port", colon + 1, 1, 65535);
         } else if (strcmp(f, "--clients") == 0) {
-            o->clients = parse_uint(f, v, 1, STRESS_CLIENTS_MAX);
+            o->clients = fo_parse_uint(f, v, 1, STRESS_CLIENTS_MAX);
         } else if (strcmp(f, "--seconds") == 0) {
-            o->seconds = parse_uint(f, v, 1, 3600);
+            o->seconds = fo_parse_uint(f, v, 1, 3600);
         } else if (strcmp(f, "--participants-per-client") == 0) {
-            o->ppc = parse_uint(f, v, 1, STRESS_PPC_MAX);
+            o->ppc = fo_parse_uint(f, v, 1, STRESS_PPC_MAX);
         } else if (strcmp(f, "--json") == 0) {
             o->json_path = v;
         } else {
             usage();
         }
     }
+    if (more < 0)
+        usage();
 }
 
 /* Sends one JSON request and returns the parsed answer (NULL on failure). */
@@ -144,13 +141,6 @@ static void die(const char *what, int status)
 {
     fprintf(stderr, "tally-stress: %s failed (status %d)\n", what, status);
     exit(1);
-}
-
-static uint64_t now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 static void source_addr(unsigned i, char *out, size_t len)
@@ -217,13 +207,13 @@ static void *vote_worker(void *arg)
     for (unsigned p = 0; p < c->n_polls; p++) {
         snprintf(path, sizeof(path), "/api/v1/polls/%" PRId64 "/votes", c->polls[p]);
         for (unsigned i = 0; i < c->n_tokens; i++) {
-            if (now_ns() >= c->deadline_ns)
+            if (fo_now_ns() >= c->deadline_ns)
                 goto done;
             snprintf(key, sizeof(key), "k-%u-%u-%u", c->index, p, i);
             struct httpc_resp r;
-            uint64_t t0 = now_ns();
+            uint64_t t0 = fo_now_ns();
             int rc = httpc_request(h, "POST", path, c->tokens[i], key, "{\"choice\":[1]}", &r);
-            uint64_t dt = now_ns() - t0;
+            uint64_t dt = fo_now_ns() - t0;
             if (rc < 0)
                 c->errors++;
             else if (r.status == 201) {
@@ -300,7 +290,7 @@ static int run_votes(const struct opts *o)
         pthread_join(cs[i].tid, NULL);
     printf("setup: session %s, %u polls, %u participants\n", code, n_polls, per_round);
 
-    uint64_t t0 = now_ns();
+    uint64_t t0 = fo_now_ns();
     for (unsigned i = 0; i < o->clients; i++) {
         cs[i].polls = polls;
         cs[i].n_polls = n_polls;
@@ -320,7 +310,7 @@ static int run_votes(const struct opts *o)
         other += cs[i].other;
         free(cs[i].tokens);
     }
-    double secs = (double)(now_ns() - t0) / 1e9;
+    double secs = (double)(fo_now_ns() - t0) / 1e9;
     report(o, &all, ok, errors, other, secs);
     if (other)
         printf("other answers by class: 2xx %" PRIu64 ", 3xx %" PRIu64 ", 4xx %" PRIu64
