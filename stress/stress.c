@@ -26,6 +26,11 @@
  * "fanout-nchan" (fanout_nchan.c): the same fan-out load against nginx +
  * nchan, for a comparison at equal N, message size and rate.
  *
+ *   tally-stress rawpg --conninfo STR [--connections 4] [--batch 1000] [--seconds 10]
+ *
+ * "rawpg" (rawpg.c): tallyd's vote INSERT run straight against PostgreSQL,
+ * the storage baseline the votes figures are compared with.
+ *
  * Every run is bounded in time and talks only to the given target.
  */
 #include <arpa/inet.h>
@@ -80,6 +85,8 @@ struct client {
 int fanout_main(int argc, char **argv);
 /* Defined in fanout_nchan.c: the same fan-out load against nginx + nchan. */
 int fanout_nchan_main(int argc, char **argv);
+/* Defined in rawpg.c: raw batched inserts into PostgreSQL, the storage baseline. */
+int rawpg_main(int argc, char **argv);
 
 static void usage(void)
 {
@@ -92,7 +99,8 @@ static void usage(void)
             "       tally-stress fanout-nchan --target HOST:PORT --subscribers N --seconds S\n"
             "                                 [--rate M] [--bytes B] [--channel NAME]\n"
             "                                 [--server-pid MASTER] [--threads T]"
-            " [--json FILE]\n");
+            " [--json FILE]\n"
+            "       tally-stress rawpg --conninfo STR [--connections N] [--batch N] [--seconds S]\n");
     exit(2);
 }
 
@@ -219,8 +227,10 @@ static void *vote_worker(void *arg)
             else if (r.status == 201) {
                 c->ok++;
                 hist_add(&c->hist, dt);
-            } else
+            } else {
                 c->other++;
+                c->by_status[r.status / 100 < 6 ? r.status / 100 : 0]++;
+            }
         }
     }
 done:
@@ -301,9 +311,9 @@ static int run_votes(const struct opts *o)
     hist_init(&all);
     uint64_t ok = 0, errors = 0, other = 0, by_status[6] = {0};
     for (unsigned i = 0; i < o->clients; i++) {
+        pthread_join(cs[i].tid, NULL);
         for (unsigned k = 0; k < 6; k++)
             by_status[k] += cs[i].by_status[k];
-        pthread_join(cs[i].tid, NULL);
         hist_merge(&all, &cs[i].hist);
         ok += cs[i].ok;
         errors += cs[i].errors;
@@ -335,6 +345,8 @@ int main(int argc, char **argv)
         return fanout_main(argc, argv);
     if (strcmp(argv[1], "fanout-nchan") == 0)
         return fanout_nchan_main(argc, argv);
+    if (strcmp(argv[1], "rawpg") == 0)
+        return rawpg_main(argc, argv);
     usage();
     return 2;
 }

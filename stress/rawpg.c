@@ -1,0 +1,392 @@
+/*
+ * rawpg.c - tally-stress rawpg: the storage baseline. Inserts vote rows
+ * straight into PostgreSQL, with no tallyd in between, so a run of
+ * `tally-stress votes` can be compared with what the database alone does
+ * on the same cluster.
+ *
+ *   tally-stress rawpg --conninfo STR [--connections 4] [--batch 1000]
+ *                      [--seconds 10]
+ *
+ * Setup creates one session, RAWPG_PARTICIPANTS participants and enough open
+ * polls that every row is a new (poll, participant) pair, as every vote of
+ * `tally-stress votes` is. Then `connections` threads, one libpq connection
+ * each, insert `batch` rows per transaction for `seconds`. Each transaction
+ * is one autocommitted statement, the very INSERT ... SELECT FROM unnest
+ * ... ON CONFLICT DO NOTHING RETURNING store.c's writer runs, with
+ * synchronous_commit on, so every row counted is durable. Prints rows/s and
+ * the statement-plus-commit latency percentiles.
+ *
+ * Threads: the batches are (poll, participant block) chunks handed out by
+ * one atomic counter, so no thread runs dry while another has pairs left.
+ * Everything else a worker touches is its own until it is joined.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <libpq-fe.h>
+
+#include "core/base.h"
+#include "stress/fanout_common.h"
+#include "stress/hist.h"
+
+#define RAWPG_CONNECTIONS_MAX 64
+#define RAWPG_BATCH_MAX 10000
+#define RAWPG_PARTICIPANTS 20000
+/* Polls are sized for this rate, about twice the best measured here, so a
+ * run cannot exhaust its (poll, participant) pairs before its deadline. */
+#define RAWPG_ROWS_PER_S_MAX 400000
+#define RAWPG_ELEM_BYTES_MAX 48 /* one array element with its separator and quotes */
+#define RAWPG_ARRAYS 5
+
+static_assert(RAWPG_BATCH_MAX <= RAWPG_PARTICIPANTS, "a batch fits one poll's participants");
+
+/* tallyd's statement (store.c insert_votes), word for word. */
+#define RAWPG_INSERT_SQL                                                                       \
+    "INSERT INTO votes(session_id, poll_id, participant_id, choices, idem_key) "               \
+    "SELECT s, p, pa, c::smallint[], k "                                                       \
+    "FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::text[]) "           \
+    "AS t(s, p, pa, c, k) "                                                                    \
+    "ON CONFLICT DO NOTHING "                                                                  \
+    "RETURNING id, poll_id, participant_id, idem_key, "                                       \
+    "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+
+struct rawpg_opts {
+    const char *conninfo;
+    unsigned connections;
+    unsigned batch;
+    unsigned seconds;
+};
+
+/* What setup created; read-only while the workers run. */
+struct rawpg_plan {
+    int64_t session_id;
+    int64_t *polls;
+    unsigned n_polls;
+    int64_t *participants;
+    unsigned n_participants;
+    unsigned blocks_per_poll; /* participant blocks of `batch` rows in one poll */
+    atomic_uint_fast64_t next_chunk;
+    uint64_t chunks;
+};
+
+struct rawpg_worker {
+    pthread_t tid;
+    unsigned index;
+    const struct rawpg_opts *o;
+    struct rawpg_plan *plan;
+    uint64_t deadline_ns;
+    char *arr[RAWPG_ARRAYS];
+    size_t arr_cap;
+    struct hist hist;
+    uint64_t rows, commits, conflicts;
+    bool failed, exhausted;
+};
+
+static void rawpg_usage(void)
+{
+    fprintf(stderr, "usage: tally-stress rawpg --conninfo STR [--connections N] [--batch N]"
+                    " [--seconds S]\n");
+    exit(2);
+}
+
+static void rawpg_parse(int argc, char **argv, struct rawpg_opts *o)
+{
+    const char *f, *v;
+    int i = 2, more;
+
+    *o = (struct rawpg_opts){.connections = 4, .batch = 1000, .seconds = 10};
+    while ((more = fo_opt_next(argc, argv, &i, &f, &v)) > 0) {
+        if (strcmp(f, "--conninfo") == 0)
+            o->conninfo = v;
+        else if (strcmp(f, "--connections") == 0)
+            o->connections = fo_parse_uint(f, v, 1, RAWPG_CONNECTIONS_MAX);
+        else if (strcmp(f, "--batch") == 0)
+            o->batch = fo_parse_uint(f, v, 1, RAWPG_BATCH_MAX);
+        else if (strcmp(f, "--seconds") == 0)
+            o->seconds = fo_parse_uint(f, v, 1, 3600);
+        else
+            rawpg_usage();
+    }
+    if (more < 0 || o->conninfo == NULL)
+        rawpg_usage();
+}
+
+/* Connects with synchronous_commit forced on: a server default of off would
+ * measure acknowledgements that a crash could still take back. */
+static PGconn *rawpg_connect(const char *conninfo)
+{
+    PGconn *c = PQconnectdb(conninfo);
+    PGresult *res;
+
+    if (PQstatus(c) != CONNECTION_OK) {
+        fprintf(stderr, "tally-stress rawpg: connect: %s", PQerrorMessage(c));
+        PQfinish(c);
+        return NULL;
+    }
+    res = PQexec(c, "SET synchronous_commit = on");
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        fprintf(stderr, "tally-stress rawpg: SET: %s", PQerrorMessage(c));
+        PQclear(res);
+        PQfinish(c);
+        return NULL;
+    }
+    PQclear(res);
+    return c;
+}
+
+/* Runs sql with text parameters and copies the first column (ids) of up to
+ * cap rows into out. Returns the row count, or -EIO. */
+static int rawpg_ids(PGconn *c, const char *sql, int n_params, const char *const *params,
+                     int64_t *out, unsigned cap)
+{
+    PGresult *res = PQexecParams(c, sql, n_params, NULL, params, NULL, NULL, 0);
+    int rows;
+
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        fprintf(stderr, "tally-stress rawpg: setup: %s", PQerrorMessage(c));
+        PQclear(res);
+        return -EIO;
+    }
+    rows = PQntuples(res);
+    TALLY_ASSERT(rows >= 0);
+    TALLY_ASSERT((unsigned)rows <= cap);
+    for (int i = 0; i < rows; i++)
+        out[i] = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+    PQclear(res);
+    return rows;
+}
+
+/* Creates the session, participants and open polls. Returns 0 or -EIO. */
+static int rawpg_setup(PGconn *c, const struct rawpg_opts *o, struct rawpg_plan *plan)
+{
+    char code[64], sid[32], n_part[16], n_polls[16];
+    const char *p[2];
+    uint64_t rows_max = (uint64_t)RAWPG_ROWS_PER_S_MAX * o->seconds;
+
+    plan->blocks_per_poll = RAWPG_PARTICIPANTS / o->batch;
+    plan->n_participants = plan->blocks_per_poll * o->batch;
+    plan->n_polls = (unsigned)((rows_max + plan->n_participants - 1) / plan->n_participants);
+    plan->chunks = (uint64_t)plan->n_polls * plan->blocks_per_poll;
+    plan->polls = xcalloc(plan->n_polls, sizeof(*plan->polls));
+    plan->participants = xcalloc(plan->n_participants, sizeof(*plan->participants));
+    atomic_init(&plan->next_chunk, 0);
+
+    /* The code and token hashes are unique columns: name them after this run. */
+    snprintf(code, sizeof(code), "rawpg-%ld-%" PRIu64, (long)getpid(), fo_now_ns());
+    p[0] = code;
+    if (rawpg_ids(c, "INSERT INTO sessions(code, title, presenter_token_hash) "
+                     "VALUES ($1, 'storage baseline', $1) RETURNING id",
+                  1, p, &plan->session_id, 1) != 1)
+        return -EIO;
+    snprintf(sid, sizeof(sid), "%" PRId64, plan->session_id);
+    snprintf(n_part, sizeof(n_part), "%u", plan->n_participants);
+    snprintf(n_polls, sizeof(n_polls), "%u", plan->n_polls);
+    p[0] = sid;
+    p[1] = n_part;
+    if (rawpg_ids(c, "INSERT INTO participants(session_id, token_hash) "
+                     "SELECT $1::bigint, 'rawpg-' || $1 || '-' || g "
+                     "FROM generate_series(1, $2::int) g "
+                     "ORDER BY g RETURNING id",
+                  2, p, plan->participants, plan->n_participants) != (int)plan->n_participants)
+        return -EIO;
+    p[1] = n_polls;
+    if (rawpg_ids(c, "INSERT INTO polls(session_id, question, kind, options, max_choices, "
+                     "state, opened_at) "
+                     "SELECT $1, 'Which?', 'single', '[\"A\",\"B\",\"C\"]', 1, 'open', now() "
+                     "FROM generate_series(1, $2::int) RETURNING id",
+                  2, p, plan->polls, plan->n_polls) != (int)plan->n_polls)
+        return -EIO;
+    return 0;
+}
+
+/* Appends to one array under construction; the capacity was sized for
+ * the widest element, so running out of room is a sizing bug. */
+__attribute__((format(printf, 4, 5))) static size_t rawpg_appendf(char *buf, size_t len,
+                                                                  size_t cap, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    TALLY_ASSERT(len < cap);
+    va_start(ap, fmt);
+    n = vsnprintf(buf + len, cap - len, fmt, ap);
+    va_end(ap);
+    TALLY_ASSERT(n > 0);
+    TALLY_ASSERT((size_t)n < cap - len);
+    return len + (size_t)n;
+}
+
+/* Fills the five text arrays with one chunk's rows, as store.c builds them:
+ * one poll, participants in ascending order, choice {1}, and a key unique
+ * per (participant, key) as tally-stress votes sends. */
+static void rawpg_build(struct rawpg_worker *w, uint64_t chunk)
+{
+    const struct rawpg_plan *plan = w->plan;
+    int64_t poll = plan->polls[chunk / plan->blocks_per_poll];
+    unsigned first = (unsigned)(chunk % plan->blocks_per_poll) * w->o->batch;
+    size_t cap = w->arr_cap, len[RAWPG_ARRAYS];
+
+    for (unsigned a = 0; a < RAWPG_ARRAYS; a++)
+        len[a] = rawpg_appendf(w->arr[a], 0, cap, "{");
+    for (unsigned i = 0; i < w->o->batch; i++) {
+        int64_t pa = plan->participants[first + i];
+        const char *sep = i ? "," : "";
+
+        len[0] = rawpg_appendf(w->arr[0], len[0], cap, "%s%" PRId64, sep, plan->session_id);
+        len[1] = rawpg_appendf(w->arr[1], len[1], cap, "%s%" PRId64, sep, poll);
+        len[2] = rawpg_appendf(w->arr[2], len[2], cap, "%s%" PRId64, sep, pa);
+        len[3] = rawpg_appendf(w->arr[3], len[3], cap, "%s\"{1}\"", sep);
+        len[4] = rawpg_appendf(w->arr[4], len[4], cap, "%s\"k-%" PRId64 "-%" PRId64 "\"", sep,
+                               poll, pa);
+    }
+    for (unsigned a = 0; a < RAWPG_ARRAYS; a++)
+        len[a] = rawpg_appendf(w->arr[a], len[a], cap, "}");
+}
+
+/* One batch: its statement and commit. false: the server refused it. */
+static bool rawpg_insert(struct rawpg_worker *w, PGconn *c, uint64_t chunk)
+{
+    const char *params[RAWPG_ARRAYS];
+    PGresult *res;
+    uint64_t t0;
+    int rows;
+
+    rawpg_build(w, chunk);
+    for (unsigned a = 0; a < RAWPG_ARRAYS; a++)
+        params[a] = w->arr[a];
+    t0 = fo_now_ns();
+    res = PQexecParams(c, RAWPG_INSERT_SQL, RAWPG_ARRAYS, NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        fprintf(stderr, "tally-stress rawpg: insert: %s", PQerrorMessage(c));
+        PQclear(res);
+        return false;
+    }
+    hist_add(&w->hist, fo_now_ns() - t0);
+    rows = PQntuples(res);
+    TALLY_ASSERT(rows >= 0);
+    TALLY_ASSERT((unsigned)rows <= w->o->batch);
+    PQclear(res);
+    w->rows += (unsigned)rows;
+    /* Every pair is new, so a conflict means the generator is wrong. */
+    w->conflicts += w->o->batch - (unsigned)rows;
+    w->commits++;
+    return true;
+}
+
+static void *rawpg_worker_main(void *arg)
+{
+    struct rawpg_worker *w = arg;
+    PGconn *c = rawpg_connect(w->o->conninfo);
+
+    if (c == NULL) {
+        w->failed = true;
+        return NULL;
+    }
+    while (fo_now_ns() < w->deadline_ns) {
+        uint64_t chunk = atomic_fetch_add(&w->plan->next_chunk, 1);
+
+        if (chunk >= w->plan->chunks) {
+            w->exhausted = true;
+            break;
+        }
+        if (!rawpg_insert(w, c, chunk)) {
+            w->failed = true;
+            break;
+        }
+    }
+    PQfinish(c);
+    return NULL;
+}
+
+/* Starts the workers, waits for them, and adds up what they did. Returns the
+ * wall time of the run in ns. */
+static uint64_t rawpg_run(const struct rawpg_opts *o, struct rawpg_plan *plan,
+                          struct rawpg_worker *ws, struct hist *all)
+{
+    uint64_t t0 = fo_now_ns();
+
+    for (unsigned i = 0; i < o->connections; i++) {
+        struct rawpg_worker *w = &ws[i];
+
+        w->index = i;
+        w->o = o;
+        w->plan = plan;
+        w->deadline_ns = t0 + (uint64_t)o->seconds * 1000000000ull;
+        w->arr_cap = (size_t)o->batch * RAWPG_ELEM_BYTES_MAX + 3;
+        for (unsigned a = 0; a < RAWPG_ARRAYS; a++)
+            w->arr[a] = xmalloc(w->arr_cap);
+        hist_init(&w->hist);
+        if (pthread_create(&w->tid, NULL, rawpg_worker_main, w) != 0) {
+            fprintf(stderr, "tally-stress rawpg: cannot start thread %u\n", i);
+            exit(1);
+        }
+    }
+    hist_init(all);
+    for (unsigned i = 0; i < o->connections; i++) {
+        pthread_join(ws[i].tid, NULL);
+        hist_merge(all, &ws[i].hist);
+        for (unsigned a = 0; a < RAWPG_ARRAYS; a++)
+            free(ws[i].arr[a]);
+    }
+    return fo_now_ns() - t0;
+}
+
+static int rawpg_report(const struct rawpg_opts *o, const struct rawpg_worker *ws,
+                        const struct hist *all, uint64_t ns)
+{
+    uint64_t rows = 0, commits = 0, conflicts = 0;
+    bool failed = false, exhausted = false;
+    double secs = (double)ns / 1e9;
+
+    for (unsigned i = 0; i < o->connections; i++) {
+        rows += ws[i].rows;
+        commits += ws[i].commits;
+        conflicts += ws[i].conflicts;
+        failed |= ws[i].failed;
+        exhausted |= ws[i].exhausted;
+    }
+    printf("rawpg: %u connections x batch %u, %.1f s: %" PRIu64 " rows in %" PRIu64
+           " commits (%.0f rows/s, %.1f commits/s), %" PRIu64 " conflicts\n",
+           o->connections, o->batch, secs, rows, commits, (double)rows / secs,
+           (double)commits / secs, conflicts);
+    printf("commit latency ms: p50 %.2f  p99 %.2f  max %.2f\n", fo_ms(hist_quantile(all, 0.50)),
+           fo_ms(hist_quantile(all, 0.99)), fo_ms(all->max));
+    if (exhausted)
+        fprintf(stderr, "tally-stress rawpg: ran out of (poll, participant) pairs early\n");
+    return failed || exhausted || conflicts ? 1 : 0;
+}
+
+/* Declared in stress.c, which dispatches to it; parses argv[2..]. */
+int rawpg_main(int argc, char **argv)
+{
+    struct rawpg_opts o;
+    struct rawpg_plan plan;
+    static struct rawpg_worker ws[RAWPG_CONNECTIONS_MAX];
+    static struct hist all;
+    PGconn *c;
+    int rc = 1;
+
+    rawpg_parse(argc, argv, &o);
+    memset(&plan, 0, sizeof(plan));
+    c = rawpg_connect(o.conninfo);
+    if (c == NULL)
+        return 1;
+    if (rawpg_setup(c, &o, &plan) < 0)
+        goto err_finish;
+    printf("setup: session %" PRId64 ", %u polls, %u participants\n", plan.session_id,
+           plan.n_polls, plan.n_participants);
+    rc = rawpg_report(&o, ws, &all, rawpg_run(&o, &plan, ws, &all));
+err_finish:
+    PQfinish(c);
+    free(plan.polls);
+    free(plan.participants);
+    return rc;
+}
