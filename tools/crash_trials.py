@@ -31,6 +31,7 @@ import queue
 import random
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import threading
@@ -53,7 +54,7 @@ READY_TIMEOUT_S = 60
 PG_STOP_PAUSE_S = 0.5
 PG_CTL_TIMEOUT_S = 90
 PSQL_TIMEOUT_S = 30
-CALIBRATION_BURSTS = 2      # fault-free bursts that measure how long a burst lasts
+CALIBRATION_BURSTS = 3      # fault-free bursts that measure how long a burst lasts
 BURST_ESTIMATE_MIN_S = 0.02
 
 
@@ -504,25 +505,31 @@ class Run:
         a = self.args
         failures = 0
         t_run = time.monotonic()
-        calibration = []
+        # Durations of bursts that no fault touched: the calibration bursts
+        # and every trial whose fault came after its last acknowledgement.
+        # Their median is the expected burst duration; a single sample is
+        # at the mercy of whatever else the machine is doing.
+        undisturbed = []
         for n in range(1 - CALIBRATION_BURSTS, a.trials + 1):
             rng = random.Random("%d/%d" % (a.seed, n))
             random.seed("%d/%d/jitter" % (a.seed, n))
+            if n > 0:
+                self.burst_estimate = max(statistics.median(undisturbed), BURST_ESTIMATE_MIN_S)
             if n == 1:
-                # The first burst of a fresh cluster is slow; the fastest is
-                # the better guess of how long a burst lasts.
-                self.burst_estimate = max(min(calibration), BURST_ESTIMATE_MIN_S)
-                print("expected burst duration %.0f ms; faults uniform in [0, %.0f ms]" %
-                      (self.burst_estimate * 1000, self.burst_estimate * 1000), flush=True)
+                print("expected burst duration %.0f ms (median of undisturbed bursts, updated as trials run)" %
+                      (self.burst_estimate * 1000), flush=True)
             elapsed, delay, stats, bad, notes, seen, retries, conn_errors = self.trial(n, rng)
             if n <= 0:
-                calibration.append(elapsed)
+                undisturbed.append(elapsed)
                 what = "calibration, no fault"
             else:
                 during = seen["acked_before_fault"] < len(seen["voters"])
+                if not during:
+                    undisturbed.append(elapsed)
                 self.total["during"] += during
-                what = "%s at %4.0f ms (%d/%d acked before it)" % (
-                    a.mode, delay * 1000, seen["acked_before_fault"], len(seen["voters"]))
+                what = "%s at %4.0f ms of ~%.0f (%d/%d acked before it)" % (
+                    a.mode, delay * 1000, self.burst_estimate * 1000, seen["acked_before_fault"],
+                    len(seen["voters"]))
             label = ("trial %3d/%d" % (n, a.trials) if n > 0 else
                      "calibration %d/%d" % (n + CALIBRATION_BURSTS, CALIBRATION_BURSTS))
             line = ("%s seed %d: %s, burst %5.0f ms: acked %d (%d by 200 to a retry), lost %d, duplicated %d, "
