@@ -15,14 +15,6 @@
 
 #define API_MESSAGE_MAX 256
 
-static const char *const API_KIND_NAMES[] = {
-    [POLL_SINGLE] = "single",
-    [POLL_MULTI] = "multi",
-    [POLL_RATING] = "rating",
-};
-
-static_assert(ARRAY_LEN(API_KIND_NAMES) == POLL_RATING + 1, "one name per poll kind");
-
 struct api_req *api_req_new(enum api_op op)
 {
     struct api_req *req = xcalloc(1, sizeof(*req));
@@ -92,23 +84,4 @@ void api_reply_raw(struct api_req *req, int status, const char *content_type, ch
     req->body = body;
     req->body_len = body_len;
     req->on_reply(req);
-}
-
-const char *poll_kind_name(enum poll_kind k)
-{
-    TALLY_ASSERT((unsigned)k < ARRAY_LEN(API_KIND_NAMES));
-    return API_KIND_NAMES[k];
-}
-
-bool poll_kind_parse(const char *s, enum poll_kind *out)
-{
-    if (s == NULL)
-        return false;
-    for (unsigned k = 0; k < ARRAY_LEN(API_KIND_NAMES); k++) {
-        if (strcmp(s, API_KIND_NAMES[k]) == 0) {
-            *out = (enum poll_kind)k;
-            return true;
-        }
-    }
-    return false;
 }

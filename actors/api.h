@@ -13,9 +13,11 @@
 #ifndef TALLY_ACTORS_API_H
 #define TALLY_ACTORS_API_H
 
+#include <assert.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define API_CODE_LEN 6
 #define API_TOKEN_MAX 64
@@ -115,9 +117,29 @@ void api_reply_error(struct api_req *req, int status, const char *code, const ch
 void api_reply_raw(struct api_req *req, int status, const char *content_type, char *body,
                    size_t body_len);
 
+/* inline defs: shared by the actors, the network side and the store, which
+ * writes the same names into polls.kind. */
+
+static const char *const api__kind_names[] = {"single", "multi", "rating"};
+static_assert(sizeof(api__kind_names) / sizeof(api__kind_names[0]) == POLL_RATING + 1,
+              "one name per poll kind");
+
 /** "single", "multi", "rating". */
-const char *poll_kind_name(enum poll_kind k);
+static inline const char *poll_kind_name(enum poll_kind k)
+{
+    return (unsigned)k < 3 ? api__kind_names[k] : "unknown";
+}
+
 /** Parses a kind name; returns false when unknown. */
-bool poll_kind_parse(const char *s, enum poll_kind *out);
+static inline bool poll_kind_parse(const char *s, enum poll_kind *out)
+{
+    for (unsigned k = 0; s != NULL && k < 3; k++) {
+        if (strcmp(s, api__kind_names[k]) == 0) {
+            *out = (enum poll_kind)k;
+            return true;
+        }
+    }
+    return false;
+}
 
 #endif

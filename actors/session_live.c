@@ -92,19 +92,10 @@ static struct session_live *live_get(struct session *s)
 
 static const char *live_type(enum store_op_kind kind)
 {
-    switch (kind) {
-    case STORE_POLL_CREATE:
-        return "poll.created";
-    case STORE_POLL_OPEN:
-        return "poll.opened";
-    case STORE_POLL_CLOSE:
-        return "poll.closed";
-    case STORE_SESSION_CLOSE:
-        return "session.closed";
-    default:
-        TALLY_ASSERT(!"not a sequenced op");
-        return NULL;
-    }
+    const char *t = store_event_type(kind);
+
+    TALLY_ASSERT(t != NULL); /* only sequenced ops reach here */
+    return t;
 }
 
 /* true when a store row's type is one of the sequenced types. */

@@ -179,33 +179,6 @@ static const char *pq_msg(PGconn *c, const PGresult *res, char buf[STORE_ERR_MAX
     return buf;
 }
 
-static const char *kind_name(enum poll_kind k)
-{
-    switch (k) {
-    case POLL_SINGLE:
-        return "single";
-    case POLL_MULTI:
-        return "multi";
-    case POLL_RATING:
-        return "rating";
-    }
-    TALLY_ASSERT(!"unknown poll kind");
-    return NULL;
-}
-
-static bool kind_parse(const char *s, enum poll_kind *out)
-{
-    static const enum poll_kind kinds[] = {POLL_SINGLE, POLL_MULTI, POLL_RATING};
-
-    for (size_t i = 0; i < ARRAY_LEN(kinds); i++) {
-        if (strcmp(s, kind_name(kinds[i])) == 0) {
-            *out = kinds[i];
-            return true;
-        }
-    }
-    return false;
-}
-
 /* Parses a smallint[] in text form, "{0,2}", into option indexes. */
 static bool parse_choices(const char *s, uint8_t out[API_CHOICES_MAX], uint32_t *n)
 {
@@ -378,7 +351,7 @@ static bool run_poll_create(PGconn *c, struct store_op *op)
 {
     char sid[STORE_I64_MAX], maxc[STORE_I64_MAX];
     char *options = options_json(&op->poll);
-    const char *p[5] = {sid, op->poll.question, kind_name(op->poll.kind), options, maxc};
+    const char *p[5] = {sid, op->poll.question, poll_kind_name(op->poll.kind), options, maxc};
     PGresult *res;
 
     fmt_i64(sid, op->session_id);
@@ -575,22 +548,6 @@ static bool run_events_prune(PGconn *c, struct store_op *op)
 
 /* ---- events ----------------------------------------------------------- */
 
-static const char *event_type(enum store_op_kind k)
-{
-    switch (k) {
-    case STORE_POLL_CREATE:
-        return "poll.created";
-    case STORE_POLL_OPEN:
-        return "poll.opened";
-    case STORE_POLL_CLOSE:
-        return "poll.closed";
-    case STORE_SESSION_CLOSE:
-        return "session.closed";
-    default:
-        return NULL;
-    }
-}
-
 /*
  * Gives op the next seq of its session and writes its event_log row.
  *
@@ -605,7 +562,7 @@ static const char *event_type(enum store_op_kind k)
 static bool append_event(struct store *s, PGconn *c, struct store_op *op)
 {
     char sid[STORE_I64_MAX], seq[STORE_I64_MAX];
-    const char *p[5] = {sid, seq, event_type(op->kind), NULL, s->instance_id};
+    const char *p[5] = {sid, seq, store_event_type(op->kind), NULL, s->instance_id};
     PGresult *res;
 
     fmt_i64(sid, op->session_id);
@@ -1276,7 +1233,7 @@ bool store_submit(struct store *s, struct store_op *op)
     bool ok = false;
 
     TALLY_ASSERT(op != NULL && op->on_done != NULL);
-    TALLY_ASSERT(op->event == NULL || event_type(op->kind) != NULL);
+    TALLY_ASSERT(op->event == NULL || store_event_type(op->kind) != NULL);
     if (op->kind == STORE_VOTE) {
         TALLY_ASSERT(op->vote.n_choices <= API_CHOICES_MAX);
         TALLY_ASSERT(strnlen(op->vote.idem_key, sizeof(op->vote.idem_key)) <= API_IDEM_KEY_MAX);
@@ -1356,7 +1313,7 @@ static int load_poll(const struct store_loader *l, const PGresult *res, int r)
     json_t *opts = json_loads(PQgetvalue(res, r, 4), 0, NULL);
     int rc = -EIO;
 
-    if (!kind_parse(PQgetvalue(res, r, 3), &row.kind) || !poll_state_parse(PQgetvalue(res, r, 6), &row.state))
+    if (!poll_kind_parse(PQgetvalue(res, r, 3), &row.kind) || !poll_state_parse(PQgetvalue(res, r, 6), &row.state))
         goto out_free;
     if (!json_is_array(opts) || json_array_size(opts) > API_OPTIONS_MAX)
         goto out_free;

@@ -168,6 +168,23 @@ void store_destroy(struct store *s);
  */
 int store_migrate(const char *conninfo);
 
+/** The event type a sequenced kind appends ("poll.created", ...), or NULL. */
+static inline const char *store_event_type(enum store_op_kind k)
+{
+    switch (k) {
+    case STORE_POLL_CREATE:
+        return "poll.created";
+    case STORE_POLL_OPEN:
+        return "poll.opened";
+    case STORE_POLL_CLOSE:
+        return "poll.closed";
+    case STORE_SESSION_CLOSE:
+        return "session.closed";
+    default:
+        return NULL;
+    }
+}
+
 /** Frees an op and what it owns. */
 void store_op_free(struct store_op *op);
 
