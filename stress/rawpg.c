@@ -165,6 +165,20 @@ static int rawpg_ids(PGconn *c, const char *sql, int n_params, const char *const
 }
 
 /* Creates the session, participants and open polls. Returns 0 or -EIO. */
+/* A random join code from tallyd's alphabet (no 0/O, 1/I/L): the rows must
+ * load into a real tallyd. A clash with an existing code fails the setup. */
+static void rawpg_code(char code[64])
+{
+    static const char alphabet[] = "ABCDEFGHJKMNPQRSTUVWXYZ23456789";
+    uint64_t x = fo_now_ns() ^ ((uint64_t)getpid() << 32);
+
+    for (int i = 0; i < 6; i++) {
+        x = x * 6364136223846793005ull + 1442695040888963407ull;
+        code[i] = alphabet[(x >> 33) % (sizeof(alphabet) - 1)];
+    }
+    code[6] = '\0';
+}
+
 static int rawpg_setup(PGconn *c, const struct rawpg_opts *o, struct rawpg_plan *plan)
 {
     char code[64], sid[32], n_part[16], n_polls[16];
@@ -179,11 +193,14 @@ static int rawpg_setup(PGconn *c, const struct rawpg_opts *o, struct rawpg_plan 
     plan->participants = xcalloc(plan->n_participants, sizeof(*plan->participants));
     atomic_init(&plan->next_chunk, 0);
 
-    /* The code and token hashes are unique columns: name them after this run. */
-    snprintf(code, sizeof(code), "rawpg-%ld-%" PRIu64, (long)getpid(), fo_now_ns());
+    /* Rows a tallyd can load, so the recovery benchmark can use them: a join
+     * code from the product's alphabet and SHA-256 hex token hashes, unique
+     * per run (the code and hashes are unique columns). */
+    rawpg_code(code);
     p[0] = code;
     if (rawpg_ids(c, "INSERT INTO sessions(code, title, presenter_token_hash) "
-                     "VALUES ($1, 'storage baseline', $1) RETURNING id",
+                     "VALUES ($1, 'storage baseline', encode(sha256(convert_to($1 || "
+                     "clock_timestamp()::text, 'UTF8')), 'hex')) RETURNING id",
                   1, p, &plan->session_id, 1) != 1)
         return -EIO;
     snprintf(sid, sizeof(sid), "%" PRId64, plan->session_id);
@@ -192,7 +209,8 @@ static int rawpg_setup(PGconn *c, const struct rawpg_opts *o, struct rawpg_plan 
     p[0] = sid;
     p[1] = n_part;
     if (rawpg_ids(c, "INSERT INTO participants(session_id, token_hash) "
-                     "SELECT $1::bigint, 'rawpg-' || $1 || '-' || g "
+                     "SELECT $1::bigint, encode(sha256(convert_to('rawpg-' || $1 || '-' || g "
+                     "|| clock_timestamp()::text, 'UTF8')), 'hex') "
                      "FROM generate_series(1, $2::int) g "
                      "ORDER BY g RETURNING id",
                   2, p, plan->participants, plan->n_participants) != (int)plan->n_participants)
