@@ -15,28 +15,12 @@ SUBS=${1:-10000}
 SECS=${2:-10}
 RATE=${3:-200}
 PORT=${PORT:-18481}
-BUILD=${BUILD:-build-rel}
 tools/deps.sh
-cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$BUILD" -j"$(nproc)" --target tallyd tally-stress >/dev/null
-
-DATA=$(mktemp -d /var/tmp/tally-bench.XXXXXX)
-chmod 755 "$DATA"
-cleanup() {
-    if [ -n "${PID:-}" ] && kill -0 "$PID" 2>/dev/null; then
-        kill -TERM "$PID"; wait "$PID" || true
-    fi
-    rm -rf "$DATA"
-}
-trap cleanup EXIT
-
-"$BUILD"/bin/tallyd --listen 127.0.0.1:$PORT --data-dir "$DATA" >"$DATA/tallyd.log" 2>&1 &
-PID=$!
-for _ in $(seq 1 600); do
-    curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break
-    sleep 0.1
-done
-echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r); $(date -u +%F)"
+. stress/bench_lib.sh
+bench_build
+bench_data
+bench_start
+bench_machine
 RC=0
 "$BUILD"/bin/tally-stress fanout --target 127.0.0.1:$PORT --subscribers "$SUBS" --seconds "$SECS" \
     --rate "$RATE" --server-pid "$PID" --json "$DATA/fanout.json" || RC=$?

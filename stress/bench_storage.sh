@@ -18,38 +18,16 @@ PORT=${PORT:-18481}
 # Fallbacks when 256 client threads cannot run here (thread or fd limits):
 # the largest that works is reported, and named in the table.
 CLIENTS_HIGH=(256 192 128)
-cmake -S . -B build-rel -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build-rel -j"$(nproc)" --target tallyd tally-stress >/dev/null
-
-DATA=$(mktemp -d /var/tmp/tally-storage.XXXXXX)
-chmod 755 "$DATA"
-cleanup() {
-    if [ -n "${PID:-}" ] && kill -0 "$PID" 2>/dev/null; then
-        kill -TERM "$PID"; wait "$PID" || true
-    fi
-    rm -rf "$DATA"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-build-rel/bin/tallyd --listen 127.0.0.1:$PORT --data-dir "$DATA" >"$DATA/tallyd.log" 2>&1 &
-PID=$!
-for _ in $(seq 1 600); do
-    curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1 && break
-    kill -0 "$PID" 2>/dev/null || break
-    sleep 0.1
-done
-if ! curl -sf "http://127.0.0.1:$PORT/healthz" >/dev/null 2>&1; then
-    echo "bench_storage: tallyd did not become healthy; its log:" >&2
-    tail -n 30 "$DATA/tallyd.log" >&2
-    exit 1
-fi
-echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB, $(uname -r); $(date -u +%F)"
+. stress/bench_lib.sh
+bench_build
+bench_data
+bench_start
+bench_machine
 
 # votes CLIENTS: one run; its JSON lands in DATA/votes-CLIENTS.json.
 votes() {
     echo "== tally-stress votes --clients $1 --seconds $SECS"
-    build-rel/bin/tally-stress votes --target 127.0.0.1:$PORT --clients "$1" --seconds "$SECS" \
+    "$BUILD"/bin/tally-stress votes --target 127.0.0.1:$PORT --clients "$1" --seconds "$SECS" \
         --json "$DATA/votes-$1.json"
 }
 # jfield FILE EXPR: one value of a votes JSON report, e.g. "j['votes_per_s']".
@@ -70,7 +48,7 @@ done
 CONN="host=$DATA/run user=tally dbname=postgres"
 rawpg() {
     echo "== tally-stress rawpg --connections 4 --batch $1 --seconds $SECS"
-    build-rel/bin/tally-stress rawpg --conninfo "$CONN" --connections 4 --batch "$1" \
+    "$BUILD"/bin/tally-stress rawpg --conninfo "$CONN" --connections 4 --batch "$1" \
         --seconds "$SECS" | tee "$DATA/rawpg-$1.txt"
 }
 rawpg 1000
