@@ -260,6 +260,20 @@ def bad_config(binary):
     check(p.returncode == 2 and "TALLY_DRAIN_SECONDS" in p.stderr, "bad env value: exit 2 naming it")
 
 
+def verify(t, binary):
+    tallyctl = os.path.join(os.path.dirname(binary), "tallyctl")
+    run = lambda: subprocess.run([tallyctl, "verify", "--data-dir", t.data_dir],
+                                 capture_output=True, text=True, timeout=60)
+    p = run()
+    check(p.returncode == 0 and p.stdout.count(" ok ") == 6,
+          "tallyctl verify: every invariant holds (%s%s)" % (p.stdout, p.stderr))
+    psql = ["psql", "-h", os.path.join(t.data_dir, "run"), "-U", "tally", "-d", "postgres", "-c"]
+    subprocess.run(psql + ["UPDATE sessions SET seq = seq + 5"], capture_output=True, timeout=60)
+    p = run()
+    check(p.returncode == 1 and "FAIL" in p.stdout, "tallyctl verify: finds a broken seq")
+    subprocess.run(psql + ["UPDATE sessions SET seq = seq - 5"], capture_output=True, timeout=60)
+
+
 def main():
     binary = sys.argv[1]
     bad_config(binary)
@@ -270,6 +284,7 @@ def main():
         t.kill9()
         t.start()
         after_restart(t, *state)
+        verify(t, binary)
         t0 = time.time()
         rc = t.terminate()
         check(rc == 0, "SIGTERM: exit 0 (got %s)" % rc)
