@@ -260,6 +260,89 @@ def bad_config(binary):
     check(p.returncode == 2 and "TALLY_DRAIN_SECONDS" in p.stderr, "bad env value: exit 2 naming it")
 
 
+def ws_open(t, code, token):
+    import base64
+    s = socket.create_connection(("127.0.0.1", t.port))
+    s.settimeout(5)
+    key = base64.b64encode(os.urandom(16)).decode()
+    s.sendall(("GET /api/v1/sessions/%s/ws?token=%s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+               "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n"
+               % (code, token, key)).encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        data += s.recv(4096)
+    head, _, rest = data.partition(b"\r\n\r\n")
+    return s, head, rest
+
+
+def ws_frame(op, payload, mask=True, fin=True):
+    b0 = (0x80 if fin else 0) | op
+    n = len(payload)
+    hdr = bytes([b0])
+    mbit = 0x80 if mask else 0
+    if n < 126:
+        hdr += bytes([mbit | n])
+    elif n < 65536:
+        hdr += bytes([mbit | 126]) + n.to_bytes(2, "big")
+    else:
+        hdr += bytes([mbit | 127]) + n.to_bytes(8, "big")
+    if not mask:
+        return hdr + payload
+    m = os.urandom(4)
+    return hdr + m + bytes(c ^ m[i % 4] for i, c in enumerate(payload))
+
+
+def ws_close_code(s, rest):
+    # Reads server frames until a close frame; returns its code (None if none).
+    data = rest
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        while len(data) >= 2:
+            op, n = data[0] & 0x0F, data[1] & 0x7F
+            off = 2
+            if n == 126:
+                n, off = int.from_bytes(data[2:4], "big"), 4
+            elif n == 127:
+                n, off = int.from_bytes(data[2:10], "big"), 10
+            if len(data) < off + n:
+                break
+            payload, data = data[off:off + n], data[off + n:]
+            if op == 8:
+                return int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
+        try:
+            chunk = s.recv(65536)
+        except socket.timeout:
+            return None
+        if not chunk:
+            return None
+        data += chunk
+    return None
+
+
+def websocket_limits(t, code, token):
+    cases = [
+        ("unmasked client frame", ws_frame(1, b'{"type":"x"}', mask=False), 1002),
+        ("invalid UTF-8 in a text frame", ws_frame(1, b'{"a":"\xff"}'), 1007),
+        ("message over 4 KiB", ws_frame(1, b"x" * 4097), 1009),
+        ("fragments over 4 KiB", ws_frame(1, b"x" * 3000, fin=False) + ws_frame(0, b"x" * 1200), 1009),
+        ("reserved opcode", ws_frame(3, b""), 1002),
+        ("close with a bad code", ws_frame(8, (999).to_bytes(2, "big")), 1002),
+        ("clean close echoed", ws_frame(8, (1000).to_bytes(2, "big")), 1000),
+    ]
+    for what, frame, want in cases:
+        s, head, rest = ws_open(t, code, token)
+        check(head.startswith(b"HTTP/1.1 101"), "WebSocket upgrade: 101 (%s)" % head[:40])
+        s.sendall(frame)
+        got = ws_close_code(s, rest)
+        check(got == want, "WebSocket %s: close %s (got %s)" % (what, want, got))
+        s.close()
+    s, head, rest = ws_open(t, code, token)
+    s.sendall(ws_frame(1, b"x" * 4096))  # exactly at the limit: not JSON, so an error, not a close
+    s.sendall(ws_frame(8, (1000).to_bytes(2, "big")))
+    check(ws_close_code(s, rest) == 1000, "WebSocket message of exactly 4 KiB is accepted")
+    s.close()
+
+
 def verify(t, binary):
     tallyctl = os.path.join(os.path.dirname(binary), "tallyctl")
     run = lambda: subprocess.run([tallyctl, "verify", "--data-dir", t.data_dir],
@@ -284,6 +367,7 @@ def main():
         t.kill9()
         t.start()
         after_restart(t, *state)
+        websocket_limits(t, state[0], state[1])
         verify(t, binary)
         t0 = time.time()
         rc = t.terminate()
