@@ -343,6 +343,31 @@ def websocket_limits(t, code, token):
     s.close()
 
 
+def sse_resume(t, code, token):
+    s = socket.create_connection(("127.0.0.1", t.port))
+    s.settimeout(2)
+    s.sendall(("GET /api/v1/sessions/%s/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\n"
+               "Last-Event-ID: 7\r\nAccept: text/event-stream\r\n\r\n" % (code, token)).encode())
+    data = b""
+    try:
+        while data.count(b"\n\n") < 6:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    except socket.timeout:
+        pass
+    s.close()
+    head, _, body = data.partition(b"\r\n\r\n")
+    check(head.startswith(b"HTTP/1.1 200") and b"text/event-stream" in head, "SSE: 200 event-stream")
+    events = [e for e in body.decode(errors="replace").split("\n\n") if e.startswith("event:")]
+    types = [e.split("\n")[0][len("event: "):] for e in events]
+    ids = [int(l[4:]) for e in events for l in e.split("\n") if l.startswith("id: ")]
+    check(types[:1] == ["hello"], "SSE starts with hello (%s)" % types)
+    check(ids == [8, 9, 10], "SSE Last-Event-ID 7 replays exactly 8, 9, 10 (%s)" % ids)
+    check("session.closed" in types, "SSE replay ends with session.closed")
+
+
 def verify(t, binary):
     tallyctl = os.path.join(os.path.dirname(binary), "tallyctl")
     run = lambda: subprocess.run([tallyctl, "verify", "--data-dir", t.data_dir],
@@ -368,6 +393,7 @@ def main():
         t.start()
         after_restart(t, *state)
         websocket_limits(t, state[0], state[1])
+        sse_resume(t, state[0], state[1])
         verify(t, binary)
         t0 = time.time()
         rc = t.terminate()
