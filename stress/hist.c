@@ -68,6 +68,8 @@ uint64_t hist_quantile(const struct hist *h, double q)
     for (unsigned i = 0; i < HIST_BUCKETS; i++) {
         seen += h->counts[i];
         if (seen > rank) {
+            if (i == HIST_BUCKETS - 1)
+                return h->max; /* the overflow bucket has no upper edge of its own */
             uint64_t up = bucket_upper(i);
             return up > h->max ? h->max : up;
         }
