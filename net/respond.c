@@ -4,6 +4,7 @@
 #include "net/respond.h"
 
 #include <string.h>
+#include <time.h>
 #include <strings.h>
 
 #include "core/base.h"
@@ -46,6 +47,24 @@ static bool has_cache_control(const char *extra)
     return false;
 }
 
+/* RFC 9110 6.6.1: a server with a clock sends Date. The line changes once a
+ * second, so each thread formats it once a second (the C locale gives the
+ * English day and month names the format requires). */
+static void append_date(struct buf *out)
+{
+    static __thread time_t cached_sec;
+    static __thread char cached[48];
+    time_t now = time(NULL);
+
+    if (now != cached_sec || cached[0] == '\0') {
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(cached, sizeof(cached), "Date: %a, %d %b %Y %H:%M:%S GMT\r\n", &tm);
+        cached_sec = now;
+    }
+    buf_append_str(out, cached);
+}
+
 void respond_write_ex(struct buf *out, int status, const char *content_type,
                       const char *extra_headers, const char *body, size_t body_len,
                       bool keep_alive, uint32_t retry_after_s, bool head_only)
@@ -64,6 +83,7 @@ void respond_write_ex(struct buf *out, int status, const char *content_type,
         buf_printf(out, "Retry-After: %u\r\n", retry_after_s);
     if (!has_cache_control(extra_headers))
         buf_append_str(out, "Cache-Control: no-store\r\n");
+    append_date(out);
     if (extra_headers)
         buf_append_str(out, extra_headers);
     buf_append(out, "\r\n", 2);
