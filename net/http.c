@@ -65,6 +65,7 @@ enum http_hdr {
     HDR_WS_PROTOCOL,
     HDR_LAST_EVENT_ID,
     HDR_ACCEPT_ENCODING,
+    HDR_EXPECT,
     HDR_COUNT
 };
 
@@ -80,6 +81,7 @@ static const char *const hdr_names[HDR_COUNT] = {
     [HDR_WS_PROTOCOL] = "sec-websocket-protocol",
     [HDR_LAST_EVENT_ID] = "last-event-id",
     [HDR_ACCEPT_ENCODING] = "accept-encoding",
+    [HDR_EXPECT] = "expect",
 };
 
 #define HDR_NONE (-1)
@@ -119,6 +121,7 @@ struct http_parser {
     enum http_parse cb_err; /* the limit a callback hit, to tell it from bad syntax */
     enum head_scan scan;
     bool headers_done;
+    bool continue_due;  /* Expect: 100-continue with a body to come: answer 100 once */
     bool done;          /* DONE returned, http_parser_next() not yet called */
 };
 
@@ -341,6 +344,10 @@ static int on_headers_complete(llhttp_t *ll)
         if (ll->content_length > 0)
             body_reserve(p->msg, (size_t)ll->content_length);
     }
+    int32_t exp = p->msg->hdr_off[HDR_EXPECT];
+    bool body_to_come = (ll->flags & F_CHUNKED) || ((ll->flags & F_CONTENT_LENGTH) && ll->content_length > 0);
+    if (exp != HDR_NONE && body_to_come && strcasecmp(p->msg->head + exp, "100-continue") == 0)
+        p->continue_due = true;
     return 0;
 }
 
@@ -382,7 +389,7 @@ static void msg_finish(struct http_parser *p)
         [HDR_UPGRADE] = &r->upgrade,             [HDR_CONNECTION] = &r->connection,
         [HDR_WS_KEY] = &r->ws_key,               [HDR_WS_VERSION] = &r->ws_version,
         [HDR_WS_PROTOCOL] = &r->ws_protocol,     [HDR_LAST_EVENT_ID] = &r->last_event_id,
-        [HDR_ACCEPT_ENCODING] = &r->accept_encoding,
+        [HDR_ACCEPT_ENCODING] = &r->accept_encoding, [HDR_EXPECT] = &r->expect,
     };
     for (int i = 0; i < HDR_COUNT; i++)
         *slots[i] = m->hdr_off[i] == HDR_NONE ? NULL : m->head + m->hdr_off[i];
@@ -525,8 +532,16 @@ void http_parser_next(struct http_parser *p)
     p->head_fed = 0;
     p->wire_fed = 0;
     p->headers_done = false;
+    p->continue_due = false;
     p->scan = SCAN_START;
     p->done = false;
+}
+
+bool http_parser_take_continue(struct http_parser *p)
+{
+    bool due = p->continue_due && !p->done;
+    p->continue_due = false;
+    return due;
 }
 
 bool http_parser_idle(const struct http_parser *p)

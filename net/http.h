@@ -59,6 +59,7 @@ struct http_req {
     const char *ws_key, *ws_version, *ws_protocol; /* Sec-WebSocket-Key/-Version/-Protocol */
     const char *last_event_id;
     const char *accept_encoding;
+    const char *expect; /* Expect, e.g. "100-continue" */
     const char *body; size_t body_len; /* body bytes (chunked decoded); NUL-terminated; "" when none */
     bool keep_alive;                   /* llhttp_should_keep_alive */
     bool is_upgrade;                   /* Connection: upgrade + Upgrade header present */
@@ -93,6 +94,13 @@ void http_parser_next(struct http_parser *p);
  * and for freeing the parsers of idle connections).
  */
 bool http_parser_idle(const struct http_parser *p);
+
+/**
+ * true once per request when its head asked for "Expect: 100-continue" and
+ * its body has not been read yet: the caller answers "100 Continue" so the
+ * client sends the body without waiting for its own timeout (RFC 9110 10.1.1).
+ */
+bool http_parser_take_continue(struct http_parser *p);
 
 /** Bytes this parser holds, itself included (for memory accounting). */
 size_t http_parser_mem(const struct http_parser *p);

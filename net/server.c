@@ -514,6 +514,8 @@ static size_t conn_feed(struct net_thread *t, struct conn *c, const char *data, 
         switch (r) {
         case HTTP_PARSE_AGAIN:
             TALLY_ASSERT(used_total == len);
+            if (http_parser_take_continue(c->parser))
+                net__queue_bytes(t, c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
             return used_total;
         case HTTP_PARSE_DONE:
             tlist_disarm(&c->timer);

@@ -368,6 +368,28 @@ def sse_resume(t, code, token):
     check("session.closed" in types, "SSE replay ends with session.closed")
 
 
+def expect_continue(t):
+    body = b'{"title":"Continue"}'
+    s = socket.create_connection(("127.0.0.1", t.port))
+    s.settimeout(2)
+    s.sendall(b"POST /api/v1/sessions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+              b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(body))
+    try:
+        first = s.recv(4096)
+    except socket.timeout:
+        first = b""
+    check(first.startswith(b"HTTP/1.1 100 Continue\r\n\r\n"), "Expect: 100-continue answered at once (%r)" % first[:40])
+    s.sendall(body)
+    data = first[25:]
+    try:
+        while b"\r\n\r\n" not in data:
+            data += s.recv(4096)
+    except socket.timeout:
+        pass
+    s.close()
+    check(data.startswith(b"HTTP/1.1 201"), "then the body is read and answered 201 (%r)" % data[:40])
+
+
 def verify(t, binary):
     tallyctl = os.path.join(os.path.dirname(binary), "tallyctl")
     run = lambda: subprocess.run([tallyctl, "verify", "--data-dir", t.data_dir],
@@ -389,6 +411,7 @@ def main():
     try:
         t.start()
         state = flow(t)
+        expect_continue(t)
         t.kill9()
         t.start()
         after_restart(t, *state)

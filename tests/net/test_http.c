@@ -589,6 +589,38 @@ static void test_upgrade(void **state)
 
 /* ---- state and memory --------------------------------------------------- */
 
+/* Expect: 100-continue is reported once, after the head, while the body is
+ * still to come; not without a body, and not when the body came with the head. */
+static void test_expect_continue(void **state)
+{
+    (void)state;
+    const char *head = "POST /api/v1/sessions HTTP/1.1\r\nHost: x\r\nExpect: 100-Continue\r\n"
+                       "Content-Length: 2\r\n\r\n";
+    struct http_parser *p = http_parser_create();
+    size_t used = 0;
+    assert_int_equal(http_parser_feed(p, head, strlen(head), &used), HTTP_PARSE_AGAIN);
+    assert_true(http_parser_take_continue(p));
+    assert_false(http_parser_take_continue(p)); /* once */
+    assert_int_equal(http_parser_feed(p, "{}", 2, &used), HTTP_PARSE_DONE);
+    assert_string_equal(http_parser_req(p)->expect, "100-Continue");
+    http_parser_next(p);
+
+    const char *nobody = "GET /healthz HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n\r\n";
+    assert_int_equal(http_parser_feed(p, nobody, strlen(nobody), &used), HTTP_PARSE_DONE);
+    assert_false(http_parser_take_continue(p));
+    http_parser_next(p);
+
+    char whole[256];
+    snprintf(whole, sizeof(whole), "%s{}", head);
+    assert_int_equal(http_parser_feed(p, whole, strlen(whole), &used), HTTP_PARSE_DONE);
+    assert_false(http_parser_take_continue(p)); /* the body is here already */
+    http_parser_next(p);
+    const char *partial = "GET /healthz HTTP/1.1\r\nHost: x\r\n";
+    assert_int_equal(http_parser_feed(p, partial, strlen(partial), &used), HTTP_PARSE_AGAIN);
+    assert_false(http_parser_take_continue(p)); /* nothing left over from the last request */
+    http_parser_destroy(p);
+}
+
 static void test_idle_and_mem(void **state)
 {
     (void)state;
@@ -630,6 +662,7 @@ int main(void)
         cmocka_unit_test(test_wire_limit),
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_upgrade),
+        cmocka_unit_test(test_expect_continue),
         cmocka_unit_test(test_idle_and_mem),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
