@@ -19,6 +19,7 @@
  * Exit status: 0 done (verify: no violation), 2 bad usage, 1 failure or
  * violation (reason printed).
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,20 +38,30 @@ static int usage(void)
     return 2;
 }
 
-static int cmd_migrate(int argc, char **argv)
+/* Reads --database-url and --data-dir, the TALLY_* environment giving the
+ * defaults. Returns 0, or -EINVAL for anything else. */
+static int parse_target(int argc, char **argv, const char **url, const char **dir)
 {
-    const char *url = getenv("TALLY_DATABASE_URL");
-    const char *dir = getenv("TALLY_DATA_DIR");
+    *url = getenv("TALLY_DATABASE_URL");
+    *dir = getenv("TALLY_DATA_DIR");
     for (int i = 2; i < argc; i++) {
         if (i + 1 >= argc)
-            return usage();
+            return -EINVAL;
         if (strcmp(argv[i], "--database-url") == 0)
-            url = argv[++i];
+            *url = argv[++i];
         else if (strcmp(argv[i], "--data-dir") == 0)
-            dir = argv[++i];
+            *dir = argv[++i];
         else
-            return usage();
+            return -EINVAL;
     }
+    return 0;
+}
+
+static int cmd_migrate(int argc, char **argv)
+{
+    const char *url, *dir;
+    if (parse_target(argc, argv, &url, &dir) < 0)
+        return usage();
     char conninfo[TALLYCTL_CONNINFO_MAX];
     struct pgembed *pg = NULL;
     if (url && url[0]) {
@@ -94,21 +105,12 @@ static const struct verify_check verify_checks[] = {
 
 static int cmd_verify(int argc, char **argv)
 {
-    const char *url = getenv("TALLY_DATABASE_URL");
-    const char *dir = getenv("TALLY_DATA_DIR");
+    const char *url, *dir;
     char conninfo[TALLYCTL_CONNINFO_MAX];
     int bad = 0;
 
-    for (int i = 2; i < argc; i++) {
-        if (i + 1 >= argc)
-            return usage();
-        if (strcmp(argv[i], "--database-url") == 0)
-            url = argv[++i];
-        else if (strcmp(argv[i], "--data-dir") == 0)
-            dir = argv[++i];
-        else
-            return usage();
-    }
+    if (parse_target(argc, argv, &url, &dir) < 0)
+        return usage();
     if (url && url[0])
         snprintf(conninfo, sizeof(conninfo), "%s", url);
     else

@@ -181,18 +181,9 @@ static void fake_vote(struct store *s, struct store_op *op)
 
 static const char *fake_event_type(enum store_op_kind kind)
 {
-    switch (kind) {
-    case STORE_POLL_CREATE:
-        return "poll.created";
-    case STORE_POLL_OPEN:
-        return "poll.opened";
-    case STORE_POLL_CLOSE:
-        return "poll.closed";
-    case STORE_SESSION_CLOSE:
-        return "session.closed";
-    default:
-        return "unknown";
-    }
+    const char *t = store_event_type(kind);
+
+    return t ? t : "unknown";
 }
 
 /* The session's events after op->seq, ascending, as the database would give them. */
