@@ -7,16 +7,20 @@ PKGS=(build-essential cmake pkg-config git ca-certificates curl python3 procps
       liburing-dev libck-dev libpq-dev libmsgpack-dev libcmocka-dev node-llhttp
       libssl-dev libqrencode-dev libjansson-dev
       postgresql postgresql-contrib
-      cppcheck nodejs)
+      cppcheck nodejs brotli chromium)
 
 install_node_modules() {
-    # The live tests' independent clients (ws, @msgpack/msgpack), pinned by
-    # tests/live/package-lock.json.
-    local dir
-    dir="$(dirname "$0")/../tests/live"
-    if [ ! -d "$dir/node_modules/ws" ] || [ ! -d "$dir/node_modules/@msgpack/msgpack" ]; then
-        (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
-    fi
+    # The live tests' independent clients (ws, @msgpack/msgpack) and the
+    # browser tests' driver (playwright-core, which uses Debian's chromium),
+    # each pinned by its package-lock.json.
+    local root dir
+    root="$(dirname "$0")/.."
+    for dir in "$root/tests/live" "$root/tests/e2e"; do
+        [ -f "$dir/package-lock.json" ] || continue
+        if [ ! -d "$dir/node_modules" ] || [ "$dir/package-lock.json" -nt "$dir/node_modules" ]; then
+            (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null && touch node_modules)
+        fi
+    done
 }
 missing=()
 for p in "${PKGS[@]}"; do
