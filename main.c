@@ -57,6 +57,11 @@ static int parse_config(struct tallyd *d, int argc, char **argv, char **envp)
     log_init(level, d->cfg.instance_id);
     if (d->cfg.db_pool_capped)
         log_warn("--db-pool capped to %u (4 x cores)", d->cfg.db_pool);
+    if (d->cfg.capacity_warning[0] != '\0')
+        log_warn("%s", d->cfg.capacity_warning);
+    char capacity[CONFIG_STR_MAX + 160];
+    config_capacity_describe(&d->cfg, capacity, sizeof(capacity));
+    log_info("%s", capacity);
     return 0;
 }
 

@@ -7,21 +7,33 @@
  * other options (the instance id needs the final port) or on the machine (the
  * db pool cap) are derived at the end. Parsing never exits and never logs:
  * errors go back to main() as one line naming the option.
+ *
+ * When neither --capacity nor TALLY_CAPACITY is given, the measured figure
+ * is read from <data-dir>/capacity.json (written by `tally-stress capacity
+ * --figure`). Its three fields are picked out by a small JSON scanner here
+ * rather than by jansson: core links no third-party library but Concurrency
+ * Kit, everything links core, and one integer, one number and one string do
+ * not justify changing that. The scanner checks the whole document's syntax
+ * (so a truncated or garbled file is reported, not half-read) and bounds its
+ * nesting and the file's size.
  */
 #include "core/config.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/base.h"
 #include "core/log.h"
 
 #define CONFIG_THREADS_MAX 256
-#define CONFIG_CAPACITY_MAX 100000000u
 #define CONFIG_MAX_CONNECTIONS_MAX 10000000u
 #define CONFIG_JOIN_RATE_MAX 1000000u
 #define CONFIG_DB_POOL_MAX 1024
@@ -61,7 +73,8 @@ static const struct config_opt config_opts[] = {
     {"threads", "TALLY_THREADS", OPT_U32, FIELD(threads), 1, CONFIG_THREADS_MAX, false,
      "network threads, 1 to 256 (default: online cores)"},
     {"capacity", "TALLY_CAPACITY", OPT_U32, FIELD(capacity), 1, CONFIG_CAPACITY_MAX, false,
-     "planned participants for this instance (default: measured or 500)"},
+     "planned participants for this instance (default: the measured figure in "
+     "DATA_DIR/capacity.json, else 500)"},
     {"max-connections", "TALLY_MAX_CONNECTIONS", OPT_U32, FIELD(max_connections), 1,
      CONFIG_MAX_CONNECTIONS_MAX, false, "hard cap on client connections (default 200000)"},
     {"join-rate", "TALLY_JOIN_RATE", OPT_U32, FIELD(join_rate), 1, CONFIG_JOIN_RATE_MAX, false,
@@ -224,6 +237,9 @@ static int apply_value(struct config *cfg, struct opt_src src, const char *value
             return err_invalid(err, err_len, src, value, expected);
         }
         memcpy((char *)cfg + o->offset, &v, sizeof(v));
+        if (o->offset == offsetof(struct config, capacity)) /* flags come last, so they win */
+            cfg->capacity_source = src.from_env ? CONFIG_CAPACITY_FROM_ENV
+                                                : CONFIG_CAPACITY_FROM_FLAG;
         return 0;
     }
     case OPT_INSTANCE:
@@ -253,6 +269,8 @@ static void config_defaults(struct config *cfg)
     unsigned cores = online_cores();
     cfg->threads = cores > CONFIG_THREADS_MAX ? CONFIG_THREADS_MAX : cores;
     cfg->capacity = 0;
+    cfg->capacity_source = CONFIG_CAPACITY_FROM_DEFAULT;
+    cfg->capacity_p95_ms = -1.0;
     cfg->max_connections = 200000;
     cfg->join_rate = 200;
     cfg->db_pool = 4;
@@ -338,7 +356,246 @@ static bool help_asked(int argc, char **argv)
     return false;
 }
 
-/* Derived values: the db pool cap and the default instance id. */
+/* ---- the measured capacity file ---- */
+
+#define CAPFILE_DEPTH_MAX 32 /* nesting the scanner follows before it gives up */
+#define CAPFILE_NUM_MAX 32   /* characters of one number */
+
+/* A cursor over the file's text. */
+struct jscan {
+    const char *p, *end;
+};
+
+static void js_ws(struct jscan *s)
+{
+    while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
+        s->p++;
+}
+
+/* Consumes c (after blanks) when it is next. */
+static bool js_lit(struct jscan *s, char c)
+{
+    js_ws(s);
+    if (s->p < s->end && *s->p == c) {
+        s->p++;
+        return true;
+    }
+    return false;
+}
+
+/* A string; its raw content (escapes left as they are) in [*b, *e). */
+static bool js_string(struct jscan *s, const char **b, const char **e)
+{
+    if (!js_lit(s, '"'))
+        return false;
+    *b = s->p;
+    for (; s->p < s->end && *s->p != '"'; s->p++) {
+        if ((unsigned char)*s->p < 0x20)
+            return false;
+        if (*s->p == '\\' && ++s->p == s->end)
+            return false;
+    }
+    if (s->p == s->end)
+        return false;
+    *e = s->p++;
+    return true;
+}
+
+/* Skips one value: string, object, array, or a number/true/false/null token. */
+static bool js_skip(struct jscan *s, unsigned depth)
+{
+    const char *b, *e;
+    js_ws(s);
+    if (s->p == s->end || depth > CAPFILE_DEPTH_MAX)
+        return false;
+    char open = *s->p;
+    if (open == '"')
+        return js_string(s, &b, &e);
+    if (open == '{' || open == '[') {
+        char close = open == '{' ? '}' : ']';
+        s->p++;
+        if (js_lit(s, close))
+            return true;
+        do {
+            if (open == '{' && !(js_string(s, &b, &e) && js_lit(s, ':')))
+                return false;
+            if (!js_skip(s, depth + 1))
+                return false;
+        } while (js_lit(s, ','));
+        return js_lit(s, close);
+    }
+    const char *start = s->p;
+    while (s->p < s->end && *s->p != '\0' && strchr("0123456789+-.eEtruefalsn", *s->p) != NULL)
+        s->p++;
+    return s->p > start;
+}
+
+static bool token_is(const char *b, const char *e, const char *word)
+{
+    return (size_t)(e - b) == strlen(word) && memcmp(b, word, (size_t)(e - b)) == 0;
+}
+
+/* "participants": an integer from 1 to CONFIG_CAPACITY_MAX. */
+static const char *capfile_participants(const char *b, const char *e, uint32_t *out)
+{
+    bool negative = b < e && *b == '-';
+    uint64_t v = 0;
+    const char *p = b + negative;
+    if (p == e)
+        return "\"participants\" is not an integer";
+    for (; p < e; p++) {
+        if (*p < '0' || *p > '9')
+            return "\"participants\" is not an integer";
+        if (v <= CONFIG_CAPACITY_MAX)
+            v = v * 10 + (uint64_t)(*p - '0');
+    }
+    if (negative || v < 1 || v > CONFIG_CAPACITY_MAX)
+        return "\"participants\" is out of range 1..100000000";
+    *out = (uint32_t)v;
+    return NULL;
+}
+
+/* "p95_ms": a finite number >= 0, or null (unknown). */
+static const char *capfile_p95(const char *b, const char *e, double *out)
+{
+    char num[CAPFILE_NUM_MAX];
+    size_t n = (size_t)(e - b);
+    if (token_is(b, e, "null"))
+        return NULL;
+    if (n == 0 || n >= sizeof(num))
+        return "\"p95_ms\" is not a number of milliseconds";
+    memcpy(num, b, n);
+    num[n] = '\0';
+    char *end;
+    double v = strtod(num, &end);
+    if (*end != '\0' || !isfinite(v) || v < 0)
+        return "\"p95_ms\" is not a number of milliseconds";
+    *out = v;
+    return NULL;
+}
+
+/* "measured_at": kept when it is a plain printable string that fits. */
+static void capfile_measured_at(struct config *cfg, const char *b, const char *e)
+{
+    size_t n = (size_t)(e - b);
+    if (n < 2 || *b != '"' || n - 2 >= sizeof(cfg->capacity_measured_at))
+        return;
+    for (const char *p = b + 1; p < e - 1; p++) {
+        if (*p < 0x20 || *p >= 0x7f || *p == '\\')
+            return;
+    }
+    memcpy(cfg->capacity_measured_at, b + 1, n - 2);
+    cfg->capacity_measured_at[n - 2] = '\0';
+}
+
+/* One "key": value pair of the top-level object; the fields tallyd uses are kept. */
+static const char *capfile_member(struct jscan *s, struct config *cfg, uint32_t *n, bool *have_n)
+{
+    const char *kb, *ke;
+    if (!js_string(s, &kb, &ke) || !js_lit(s, ':'))
+        return "not valid JSON";
+    js_ws(s);
+    const char *vb = s->p;
+    if (!js_skip(s, 1))
+        return "not valid JSON";
+    const char *ve = s->p;
+    if (token_is(kb, ke, "participants")) {
+        *have_n = true;
+        return capfile_participants(vb, ve, n);
+    }
+    if (token_is(kb, ke, "p95_ms"))
+        return capfile_p95(vb, ve, &cfg->capacity_p95_ms);
+    if (token_is(kb, ke, "measured_at"))
+        capfile_measured_at(cfg, vb, ve);
+    return NULL;
+}
+
+/* The whole document: one object holding "participants". "" or why not. */
+static const char *capfile_scan(struct config *cfg, const char *text, size_t len, uint32_t *n)
+{
+    struct jscan s = {text, text + len};
+    bool have_n = false;
+    if (!js_lit(&s, '{'))
+        return "not a JSON object";
+    if (!js_lit(&s, '}')) {
+        do {
+            const char *why = capfile_member(&s, cfg, n, &have_n);
+            if (why != NULL)
+                return why;
+        } while (js_lit(&s, ','));
+        if (!js_lit(&s, '}'))
+            return "not valid JSON";
+    }
+    js_ws(&s);
+    if (s.p != s.end)
+        return "not valid JSON (text after the object)";
+    return have_n ? "" : "no \"participants\" field";
+}
+
+/* The file's bytes into a buffer of its own (NUL-terminated). Returns 0 or
+ * -errno: -EFBIG past CONFIG_CAPACITY_FILE_BYTES_MAX, -EINVAL for a directory,
+ * FIFO or device (opened without blocking, never read). */
+static int capfile_read(const char *path, char **text, size_t *len)
+{
+    struct stat st;
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0)
+        return -errno;
+    int rc = 0;
+    if (fstat(fd, &st) != 0)
+        rc = -errno;
+    else if (!S_ISREG(st.st_mode))
+        rc = -EINVAL;
+    else if ((uint64_t)st.st_size > CONFIG_CAPACITY_FILE_BYTES_MAX)
+        rc = -EFBIG;
+    if (rc == 0) {
+        *text = xmalloc((size_t)st.st_size + 1);
+        size_t got = 0;
+        while (got < (size_t)st.st_size && rc == 0) {
+            ssize_t r = read(fd, *text + got, (size_t)st.st_size - got);
+            rc = r < 0 ? -errno : r == 0 ? 1 : 0; /* 1: the file shrank; scan what is there */
+            got += r > 0 ? (size_t)r : 0;
+        }
+        (*text)[got] = '\0';
+        *len = got;
+        rc = rc > 0 ? 0 : rc;
+    }
+    close(fd);
+    return rc;
+}
+
+/* No --capacity, no TALLY_CAPACITY: the measured figure, when there is a usable one. */
+static void capacity_from_file(struct config *cfg)
+{
+    char *text = NULL, why[96] = "";
+    size_t len = 0;
+    uint32_t n = 0;
+    snprintf(cfg->capacity_file, sizeof(cfg->capacity_file), "%s/%s", cfg->data_dir,
+             CONFIG_CAPACITY_FILE);
+    int rc = capfile_read(cfg->capacity_file, &text, &len);
+    if (rc == -ENOENT)
+        return; /* never measured: the default, silently */
+    if (rc == -EFBIG)
+        snprintf(why, sizeof(why), "larger than %u bytes", CONFIG_CAPACITY_FILE_BYTES_MAX);
+    else if (rc == -EINVAL)
+        snprintf(why, sizeof(why), "not a regular file");
+    else if (rc < 0)
+        snprintf(why, sizeof(why), "cannot read it (%s)", strerror(-rc));
+    else
+        snprintf(why, sizeof(why), "%s", capfile_scan(cfg, text, len, &n));
+    free(text);
+    if (why[0] == '\0') {
+        cfg->capacity = n;
+        cfg->capacity_source = CONFIG_CAPACITY_FROM_FILE;
+        return;
+    }
+    cfg->capacity_p95_ms = -1.0;
+    cfg->capacity_measured_at[0] = '\0';
+    snprintf(cfg->capacity_warning, sizeof(cfg->capacity_warning),
+             "ignoring the measured capacity file %s: %s", cfg->capacity_file, why);
+}
+
+/* Derived values: the db pool cap, the default instance id, the measured capacity. */
 static void config_finish(struct config *cfg, bool instance_given)
 {
     uint32_t pool_max = CONFIG_DB_POOL_PER_CORE * online_cores();
@@ -353,6 +610,38 @@ static void config_finish(struct config *cfg, bool instance_given)
         host[sizeof(host) - 1] = '\0';
         snprintf(cfg->instance_id, sizeof(cfg->instance_id), "%s:%u", host, cfg->listen_port);
     }
+    if (cfg->capacity_source == CONFIG_CAPACITY_FROM_DEFAULT)
+        capacity_from_file(cfg);
+}
+
+void config_capacity_describe(const struct config *cfg, char *out, size_t out_len)
+{
+    TALLY_ASSERT(cfg != NULL);
+    TALLY_ASSERT(out != NULL && out_len > 0);
+    char p95[48] = "p95 not recorded";
+    switch (cfg->capacity_source) {
+    case CONFIG_CAPACITY_FROM_FLAG:
+        snprintf(out, out_len, "capacity %u participants, from --capacity", cfg->capacity);
+        return;
+    case CONFIG_CAPACITY_FROM_ENV:
+        snprintf(out, out_len, "capacity %u participants, from TALLY_CAPACITY", cfg->capacity);
+        return;
+    case CONFIG_CAPACITY_FROM_FILE:
+        if (cfg->capacity_p95_ms >= 0)
+            snprintf(p95, sizeof(p95), "p95 %.1f ms", cfg->capacity_p95_ms);
+        snprintf(out, out_len, "capacity %u participants, measured (%s: %s, measured at %s)",
+                 cfg->capacity, cfg->capacity_file, p95,
+                 cfg->capacity_measured_at[0] ? cfg->capacity_measured_at : "an unknown time");
+        return;
+    case CONFIG_CAPACITY_FROM_DEFAULT:
+        snprintf(out, out_len, "capacity %u participants, the default (%s %s)",
+                 CONFIG_CAPACITY_DEFAULT,
+                 cfg->capacity_warning[0] ? "unusable measured figure in"
+                                          : "no measured figure at",
+                 cfg->capacity_file);
+        return;
+    }
+    TALLY_ASSERT(!"unknown capacity source");
 }
 
 int config_parse(struct config *cfg, int argc, char **argv, char **envp, char *err, size_t err_len)

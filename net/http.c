@@ -66,6 +66,7 @@ enum http_hdr {
     HDR_LAST_EVENT_ID,
     HDR_ACCEPT_ENCODING,
     HDR_EXPECT,
+    HDR_IF_NONE_MATCH,
     HDR_COUNT
 };
 
@@ -82,6 +83,7 @@ static const char *const hdr_names[HDR_COUNT] = {
     [HDR_LAST_EVENT_ID] = "last-event-id",
     [HDR_ACCEPT_ENCODING] = "accept-encoding",
     [HDR_EXPECT] = "expect",
+    [HDR_IF_NONE_MATCH] = "if-none-match",
 };
 
 #define HDR_NONE (-1)
@@ -390,6 +392,7 @@ static void msg_finish(struct http_parser *p)
         [HDR_WS_KEY] = &r->ws_key,               [HDR_WS_VERSION] = &r->ws_version,
         [HDR_WS_PROTOCOL] = &r->ws_protocol,     [HDR_LAST_EVENT_ID] = &r->last_event_id,
         [HDR_ACCEPT_ENCODING] = &r->accept_encoding, [HDR_EXPECT] = &r->expect,
+        [HDR_IF_NONE_MATCH] = &r->if_none_match,
     };
     for (int i = 0; i < HDR_COUNT; i++)
         *slots[i] = m->hdr_off[i] == HDR_NONE ? NULL : m->head + m->hdr_off[i];

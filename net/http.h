@@ -59,6 +59,7 @@ struct http_req {
     const char *ws_key, *ws_version, *ws_protocol; /* Sec-WebSocket-Key/-Version/-Protocol */
     const char *last_event_id;
     const char *accept_encoding;
+    const char *if_none_match;
     const char *expect; /* Expect, e.g. "100-continue" */
     const char *body; size_t body_len; /* body bytes (chunked decoded); NUL-terminated; "" when none */
     bool keep_alive;                   /* llhttp_should_keep_alive */

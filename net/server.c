@@ -59,6 +59,7 @@
 #include "net/ratelimit.h"
 #include "net/respond.h"
 #include "net/router.h"
+#include "net/static.h"
 #include "net/ud.h"
 #include "net/ws.h"
 #include "store/store.h"
@@ -456,6 +457,20 @@ static void handle_405(struct net_thread *t, struct conn *c, const char *allow)
     buf_free(&out);
 }
 
+/*
+ * Pages and assets: answered on this thread from the embedded table, never
+ * through the actors. A large body is queued as the shared buffer itself.
+ */
+static void handle_static(struct net_thread *t, struct conn *c, const struct http_req *hr)
+{
+    struct rbuf *out[2];
+    int status = static_respond(static_site_www(), hr, !c->close_after_send, out);
+    count_status(t->srv, status);
+    net__queue(t, c, out[0], CHUNK_OTHER, 0);
+    if (out[1] != NULL)
+        net__queue(t, c, out[1], CHUNK_OTHER, 0);
+}
+
 static void dispatch(struct net_thread *t, struct conn *c, const struct http_req *hr)
 {
     struct route_match rm;
@@ -485,6 +500,8 @@ static void dispatch(struct net_thread *t, struct conn *c, const struct http_req
         live__sse(t, c, hr, &rm);
         return;
     case ROUTE_STATIC:
+        handle_static(t, c, hr);
+        return;
     case ROUTE_NOT_FOUND:
     default:
         net__conn_error(t, c, 404, "not_found", "no such path", false, 0);
@@ -1014,6 +1031,7 @@ struct net_server *net_server_create(const struct config *cfg, struct actors *as
     TALLY_ASSERT(cfg != NULL);
     TALLY_ASSERT(as != NULL && st != NULL);
     struct net_server *srv = xcalloc(1, sizeof(*srv));
+    static_site_www(); /* built here, not on the first page request */
     srv->cfg = cfg;
     srv->actors = as;
     srv->store = st;

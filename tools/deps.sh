@@ -7,7 +7,7 @@ PKGS=(build-essential cmake pkg-config git ca-certificates curl python3 procps
       liburing-dev libck-dev libpq-dev libmsgpack-dev libcmocka-dev node-llhttp
       libssl-dev libqrencode-dev libjansson-dev
       postgresql postgresql-contrib
-      cppcheck nodejs brotli chromium)
+      cppcheck nodejs brotli chromium wrk zlib1g-dev libbrotli-dev)
 
 install_node_modules() {
     # The live tests' independent clients (ws, @msgpack/msgpack) and the

@@ -1,6 +1,7 @@
 /*
  * test_config.c - config_parse(): defaults, environment, flags, precedence,
- * every bad-value path and each bound exactly.
+ * every bad-value path and each bound exactly; the measured capacity file
+ * (present, absent, malformed, out of range, and losing to flag and env).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,7 +11,9 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "core/config.h"
@@ -342,6 +345,215 @@ static void test_help(void **state)
     assert_int_equal(strlen(small), sizeof(small) - 1);
 }
 
+/* ---- the measured capacity file: <data-dir>/capacity.json ---- */
+
+static char capdir[64];
+static char capflag[96]; /* "--data-dir=<capdir>" */
+static char capenv[96];  /* "TALLY_DATA_DIR=<capdir>" */
+static char cappath[128];
+
+static int setup_capdir(void **state)
+{
+    (void)state;
+    snprintf(capdir, sizeof(capdir), "/tmp/test_config.XXXXXX");
+    if (mkdtemp(capdir) == NULL)
+        return -1;
+    snprintf(capflag, sizeof(capflag), "--data-dir=%s", capdir);
+    snprintf(capenv, sizeof(capenv), "TALLY_DATA_DIR=%s", capdir);
+    snprintf(cappath, sizeof(cappath), "%s/capacity.json", capdir);
+    return 0;
+}
+
+static int teardown_capdir(void **state)
+{
+    (void)state;
+    char cmd[128];
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", capdir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static void write_capfile(const char *text)
+{
+    FILE *f = fopen(cappath, "w");
+    assert_non_null(f);
+    assert_int_equal(fputs(text, f) >= 0, 1);
+    assert_int_equal(fclose(f), 0);
+}
+
+static void describe(char *out, size_t len)
+{
+    config_capacity_describe(&cfg, out, len);
+}
+
+/* The file gives the capacity; the line says so with its p95 and date. */
+static void test_capacity_measured(void **state)
+{
+    (void)state;
+    char line[1024], want[1024];
+    write_capfile("{\"participants\":41000,\"p95_ms\":87.25,"
+                  "\"measured_at\":\"2026-11-22T10:00:00Z\"}\n");
+    assert_int_equal(parse(ARGV(capflag), NULL), 0);
+    assert_int_equal(cfg.capacity, 41000);
+    assert_int_equal(cfg.capacity_source, CONFIG_CAPACITY_FROM_FILE);
+    assert_string_equal(cfg.capacity_file, cappath);
+    assert_true(cfg.capacity_p95_ms > 87.24 && cfg.capacity_p95_ms < 87.26);
+    assert_string_equal(cfg.capacity_measured_at, "2026-11-22T10:00:00Z");
+    assert_string_equal(cfg.capacity_warning, "");
+    describe(line, sizeof(line));
+    snprintf(want, sizeof(want),
+             "capacity 41000 participants, measured (%s: p95 87.2 ms, measured at "
+             "2026-11-22T10:00:00Z)",
+             cappath);
+    assert_string_equal(line, want);
+
+    /* The data dir from the environment is used the same way. */
+    assert_int_equal(parse(NULL, ENVP(capenv)), 0);
+    assert_int_equal(cfg.capacity, 41000);
+
+    /* The whole report (capacity.json of `--out`) works too: the figure is its
+     * top-level field, whatever the steps and limits nested inside hold. */
+    write_capfile("{\"steps\":[{\"participants\":5,\"p95_ms\":1,\"x\":[true,false,null,"
+                  "\"}\\\"\"]}],\"limits\":{\"p95_ms\":100.0},\"participants\":1,"
+                  "\"measured_at\":\"with \\\\ escape\"}");
+    assert_int_equal(parse(ARGV(capflag), NULL), 0);
+    assert_int_equal(cfg.capacity, 1);
+    assert_true(cfg.capacity_p95_ms < 0); /* not the nested ones */
+    assert_string_equal(cfg.capacity_measured_at, "");
+    describe(line, sizeof(line));
+    assert_non_null(strstr(line, "p95 not recorded, measured at an unknown time"));
+
+    write_capfile("  {\"participants\" : 100000000 , \"p95_ms\" : null }  ");
+    assert_int_equal(parse(ARGV(capflag), NULL), 0);
+    assert_int_equal(cfg.capacity, 100000000);
+}
+
+static void test_capacity_file_absent(void **state)
+{
+    (void)state;
+    char line[1024], want[1024];
+    assert_int_equal(parse(ARGV(capflag), NULL), 0);
+    assert_int_equal(cfg.capacity, 0);
+    assert_int_equal(cfg.capacity_source, CONFIG_CAPACITY_FROM_DEFAULT);
+    assert_string_equal(cfg.capacity_warning, "");
+    describe(line, sizeof(line));
+    snprintf(want, sizeof(want),
+             "capacity 500 participants, the default (no measured figure at %s)", cappath);
+    assert_string_equal(line, want);
+}
+
+/* Each unusable file: the default, and a warning naming the file and why. */
+static void test_capacity_file_unusable(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text, *why;
+    } cases[] = {
+        {"", "not a JSON object"},
+        {"[{\"participants\":5}]", "not a JSON object"},
+        {"{\"participants\":500", "not valid JSON"},
+        {"{\"participants\":}", "not valid JSON"},
+        {"{\"participants\" 5}", "not valid JSON"},
+        {"{\"participants\":5,}", "not valid JSON"},
+        {"{\"a\":\"unterminated}", "not valid JSON"},
+        {"{\"a\":\"ctl\x01\",\"participants\":5}", "not valid JSON"},
+        {"{\"participants\":5} {}", "not valid JSON (text after the object)"},
+        {"{}", "no \"participants\" field"},
+        {"{\"p95_ms\":3.5}", "no \"participants\" field"},
+        {"{\"participants\":\"500\"}", "\"participants\" is not an integer"},
+        {"{\"participants\":5.5}", "\"participants\" is not an integer"},
+        {"{\"participants\":1e3}", "\"participants\" is not an integer"},
+        {"{\"participants\":null}", "\"participants\" is not an integer"},
+        {"{\"participants\":0}", "\"participants\" is out of range 1..100000000"},
+        {"{\"participants\":-4}", "\"participants\" is out of range 1..100000000"},
+        {"{\"participants\":100000001}", "\"participants\" is out of range 1..100000000"},
+        {"{\"participants\":99999999999999999999999}",
+         "\"participants\" is out of range 1..100000000"},
+        {"{\"participants\":5,\"p95_ms\":\"fast\"}", "\"p95_ms\" is not a number of milliseconds"},
+        {"{\"participants\":5,\"p95_ms\":-1}", "\"p95_ms\" is not a number of milliseconds"},
+        {"{\"participants\":5,\"p95_ms\":1e999}", "\"p95_ms\" is not a number of milliseconds"},
+        {"{\"a\":[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[1]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]"
+         "],\"participants\":5}",
+         "not valid JSON"},
+    };
+    char want[1024], line[1024];
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        write_capfile(cases[i].text);
+        assert_int_equal(parse(ARGV(capflag), NULL), 0);
+        snprintf(want, sizeof(want), "ignoring the measured capacity file %s: %s", cappath,
+                 cases[i].why);
+        if (strcmp(cfg.capacity_warning, want) != 0)
+            fail_msg("case %zu '%s': got '%s'", i, cases[i].text, cfg.capacity_warning);
+        assert_int_equal(cfg.capacity, 0);
+        assert_int_equal(cfg.capacity_source, CONFIG_CAPACITY_FROM_DEFAULT);
+        assert_true(cfg.capacity_p95_ms < 0);
+        assert_string_equal(cfg.capacity_measured_at, "");
+        describe(line, sizeof(line));
+        assert_non_null(strstr(line, "capacity 500 participants, the default (unusable"));
+    }
+}
+
+static void test_capacity_file_not_regular(void **state)
+{
+    (void)state;
+    char want[1024];
+    assert_int_equal(mkdir(cappath, 0700), 0);
+    assert_int_equal(parse(ARGV(capflag), NULL), 0);
+    snprintf(want, sizeof(want), "ignoring the measured capacity file %s: not a regular file",
+             cappath);
+    assert_string_equal(cfg.capacity_warning, want);
+    assert_int_equal(cfg.capacity, 0);
+    assert_int_equal(rmdir(cappath), 0);
+
+    /* One byte past the size bound: refused unread. */
+    char *big = malloc(CONFIG_CAPACITY_FILE_BYTES_MAX + 2);
+    assert_non_null(big);
+    memset(big, ' ', CONFIG_CAPACITY_FILE_BYTES_MAX + 1);
+    memcpy(big, "{\"participants\":5}", 18);
+    big[CONFIG_CAPACITY_FILE_BYTES_MAX + 1] = '\0';
+    write_capfile(big);
+    assert_int_equal(parse(ARGV(capflag), NULL), 0);
+    assert_non_null(strstr(cfg.capacity_warning, ": larger than 262144 bytes"));
+    assert_int_equal(cfg.capacity, 0);
+    /* Exactly at the bound: read. */
+    big[CONFIG_CAPACITY_FILE_BYTES_MAX] = '\0';
+    write_capfile(big);
+    assert_int_equal(parse(ARGV(capflag), NULL), 0);
+    assert_int_equal(cfg.capacity, 5);
+    free(big);
+}
+
+/* --capacity and TALLY_CAPACITY win over the file, which is then not even read. */
+static void test_capacity_flag_env_win(void **state)
+{
+    (void)state;
+    char line[1024];
+    write_capfile("{\"participants\":41000}");
+    assert_int_equal(parse(ARGV(capflag, "--capacity=20"), NULL), 0);
+    assert_int_equal(cfg.capacity, 20);
+    assert_int_equal(cfg.capacity_source, CONFIG_CAPACITY_FROM_FLAG);
+    assert_string_equal(cfg.capacity_file, "");
+    describe(line, sizeof(line));
+    assert_string_equal(line, "capacity 20 participants, from --capacity");
+
+    assert_int_equal(parse(ARGV(capflag), ENVP("TALLY_CAPACITY=30")), 0);
+    assert_int_equal(cfg.capacity, 30);
+    assert_int_equal(cfg.capacity_source, CONFIG_CAPACITY_FROM_ENV);
+    describe(line, sizeof(line));
+    assert_string_equal(line, "capacity 30 participants, from TALLY_CAPACITY");
+
+    assert_int_equal(parse(ARGV("--capacity", "40", capflag), ENVP("TALLY_CAPACITY=30")), 0);
+    assert_int_equal(cfg.capacity, 40);
+    assert_int_equal(cfg.capacity_source, CONFIG_CAPACITY_FROM_FLAG);
+
+    /* A malformed file is not looked at either when the flag is given. */
+    write_capfile("garbage");
+    assert_int_equal(parse(ARGV(capflag, "--capacity=7"), NULL), 0);
+    assert_string_equal(cfg.capacity_warning, "");
+    /* And a bad flag value is still a configuration error, file or not. */
+    expect_error(ARGV(capflag, "--capacity=0"), NULL,
+                 "invalid --capacity '0': expected an integer from 1 to 100000000");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -358,6 +570,14 @@ int main(void)
         cmocka_unit_test(test_strings),
         cmocka_unit_test(test_bad_usage),
         cmocka_unit_test(test_help),
+        cmocka_unit_test_setup_teardown(test_capacity_measured, setup_capdir, teardown_capdir),
+        cmocka_unit_test_setup_teardown(test_capacity_file_absent, setup_capdir, teardown_capdir),
+        cmocka_unit_test_setup_teardown(test_capacity_file_unusable, setup_capdir,
+                                        teardown_capdir),
+        cmocka_unit_test_setup_teardown(test_capacity_file_not_regular, setup_capdir,
+                                        teardown_capdir),
+        cmocka_unit_test_setup_teardown(test_capacity_flag_env_win, setup_capdir,
+                                        teardown_capdir),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
