@@ -59,6 +59,7 @@ struct conn {
     bool close_submitted;
     bool waiting;          /* an HTTP request (or a subscription) is with the actors */
     bool close_after_send; /* Connection: close, or an error that ends the connection */
+    bool head_req;         /* the request being answered is HEAD: headers only */
     bool head_only;        /* the request waiting is a HEAD */
     bool sub_is_participant;
     uint8_t ws_proto;       /* enum ws_proto */

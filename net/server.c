@@ -236,10 +236,15 @@ static void count_status(struct net_server *srv, int status)
 void net__conn_error(struct net_thread *t, struct conn *c, int status, const char *code,
                      const char *message, bool close_after, uint32_t retry_after_s)
 {
-    struct buf out = BUF_INIT;
+    struct buf out = BUF_INIT, body = BUF_INIT;
     if (close_after)
         c->close_after_send = true;
-    respond_error(&out, status, code, message, !c->close_after_send, retry_after_s);
+    /* A HEAD answer carries the length of the body it leaves out; sending
+     * the body would be read as the start of the next response. */
+    respond_error_body(&body, code, message);
+    respond_write(&out, status, NULL, body.data, body.len, !c->close_after_send, retry_after_s,
+                  c->head_req);
+    buf_free(&body);
     count_status(t->srv, status);
     net__queue_bytes(t, c, out.data, out.len);
     buf_free(&out);
@@ -471,7 +476,7 @@ static void handle_static(struct net_thread *t, struct conn *c, const struct htt
         net__queue(t, c, out[1], CHUNK_OTHER, 0);
 }
 
-static void dispatch(struct net_thread *t, struct conn *c, const struct http_req *hr)
+static void dispatch_route(struct net_thread *t, struct conn *c, const struct http_req *hr)
 {
     struct route_match rm;
     bool head_only = hr->method == HTTP_HEAD;
@@ -507,6 +512,15 @@ static void dispatch(struct net_thread *t, struct conn *c, const struct http_req
         net__conn_error(t, c, 404, "not_found", "no such path", false, 0);
         return;
     }
+}
+
+/* Errors answered while routing know whether the request was HEAD; those
+ * sent outside a request (408, 431, parse errors) always carry their body. */
+static void dispatch(struct net_thread *t, struct conn *c, const struct http_req *hr)
+{
+    c->head_req = hr->method == HTTP_HEAD;
+    dispatch_route(t, c, hr);
+    c->head_req = false;
 }
 
 /* ---- input -------------------------------------------------------------- */

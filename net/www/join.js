@@ -292,6 +292,7 @@ function startLive() {
 async function main() {
   if (!validCode(code)) return fatal('unknown');
   document.title = `Tally: vote · ${code}`;
+  if (location.pathname !== `/j/${code}`) history.replaceState(null, '', `/j/${code}`); // one spelling of the code
   if (!me && !(await join())) return;
   startLive();
 }

@@ -390,6 +390,32 @@ def expect_continue(t):
     check(data.startswith(b"HTTP/1.1 201"), "then the body is read and answered 201 (%r)" % data[:40])
 
 
+def head_framing(t):
+    """HEAD answers leave the body out, errors included, so the next answer
+    on a kept-alive connection starts where the client expects it."""
+    s = socket.create_connection(("127.0.0.1", t.port))
+    s.settimeout(3)
+    s.sendall(b"HEAD /no/such/path HTTP/1.1\r\nHost: x\r\n\r\n"
+              b"HEAD /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+              b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    data = b""
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    except socket.timeout:
+        pass
+    s.close()
+    parts = data.split(b"\r\n\r\n")
+    check(parts[0].startswith(b"HTTP/1.1 404") and b"Content-Length: " in parts[0],
+          "HEAD on an unknown path: 404 with the length of the body it leaves out")
+    check(len(parts) == 4 and parts[1].startswith(b"HTTP/1.1 200")
+          and parts[2].startswith(b"HTTP/1.1 200") and parts[3] == b'{"status":"ok"}',
+          "then the next answers start right after the bodiless heads (%r)" % data[-120:])
+
+
 def verify(t, binary):
     tallyctl = os.path.join(os.path.dirname(binary), "tallyctl")
     run = lambda: subprocess.run([tallyctl, "verify", "--data-dir", t.data_dir],
@@ -412,6 +438,7 @@ def main():
         t.start()
         state = flow(t)
         expect_continue(t)
+        head_framing(t)
         t.kill9()
         t.start()
         after_restart(t, *state)
