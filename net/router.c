@@ -37,9 +37,9 @@ static const struct route routes[] = {
     {"/api/v1/polls/{id}/votes", RM_POST, ROUTE_API, API_VOTE},
     {"/api/v1/polls/{id}/results", RM_GET, ROUTE_API, API_RESULTS},
     {"/", RM_GET, ROUTE_STATIC, API_OP_COUNT},
-    {"/j/{code}", RM_GET, ROUTE_STATIC, API_OP_COUNT},
-    {"/present/{code}", RM_GET, ROUTE_STATIC, API_OP_COUNT},
-    {"/screen/{code}", RM_GET, ROUTE_STATIC, API_OP_COUNT},
+    {"/j/{page}", RM_GET, ROUTE_STATIC, API_OP_COUNT},
+    {"/present/{page}", RM_GET, ROUTE_STATIC, API_OP_COUNT},
+    {"/screen/{page}", RM_GET, ROUTE_STATIC, API_OP_COUNT},
     {"/assets/{file}", RM_GET, ROUTE_STATIC, API_OP_COUNT},
 };
 
@@ -130,6 +130,12 @@ static bool match_pattern(const char *pat, const char *path, size_t len, struct 
         bool ok;
         if (strncmp(pat, "{code}", 6) == 0) {
             ok = parse_code(path + i, end - i, m->code);
+        } else if (strncmp(pat, "{page}", 6) == 0) {
+            /* A page's code is checked by its script, which can explain a
+             * mistyped one; any one bounded segment serves the page. */
+            ok = end > i && end - i <= ROUTER_PAGE_SEGMENT_MAX;
+            if (ok && !parse_code(path + i, end - i, m->code))
+                m->code[0] = '\0';
         } else if (strncmp(pat, "{id}", 4) == 0) {
             ok = parse_id(path + i, end - i, &m->poll_id);
         } else {

@@ -16,13 +16,14 @@
  *   POST /api/v1/polls/{id}/close                  API_POLL_CLOSE
  *   POST /api/v1/polls/{id}/votes                  API_VOTE
  *   GET  /api/v1/polls/{id}/results                API_RESULTS
- *   GET  /, /j/{code}, /present/{code}, /screen/{code}, /assets/{file}  ROUTE_STATIC
+ *   GET  /, /j/{page}, /present/{page}, /screen/{page}, /assets/{file}  ROUTE_STATIC
  *
  * A {code} is exactly API_CODE_LEN characters of the join alphabet (A-Z and
  * 2-9 without 0 O 1 I L), any case; it is returned upper-cased. An {id} is a
  * decimal 1..2^53 without sign or leading zeros. An {file} is one or more
  * segments of [A-Za-z0-9._-] none of which starts with '.', so no path under
- * /assets/ can climb out of it. Anything else, a trailing slash included, is
+ * /assets/ can climb out of it. A {page} is any one segment of 1..64 bytes:
+ * the page's script explains a mistyped code; code is filled when it is one. Anything else, a trailing slash included, is
  * ROUTE_NOT_FOUND; a known path with another method is
  * ROUTE_METHOD_NOT_ALLOWED. The path is matched as sent (not decoded).
  *
@@ -52,6 +53,7 @@ enum route_kind {
 };
 
 /** The largest poll id a path may carry (2^53, what a JSON number holds exactly). */
+#define ROUTER_PAGE_SEGMENT_MAX 64 /* /j/{page}: longer is not a mistyped code */
 #define ROUTE_POLL_ID_MAX ((int64_t)1 << 53)
 
 /** The outcome of router_match(). Fields not listed for a kind are zero, "" or NULL. */

@@ -68,14 +68,11 @@ static int set_name(char name[STATIC_NAME_MAX + 1], const char *s, size_t n)
     return 0;
 }
 
-static bool is_code(const char *s, size_t n)
+/* The page's script checks the code and explains a mistyped one, so any one
+ * bounded segment serves the page (as the router decides). */
+static bool is_page_segment(const char *s, size_t n)
 {
-    if (n != API_CODE_LEN)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!router_code_char(s[i]))
-            return false;
-    return true;
+    return n > 0 && n <= ROUTER_PAGE_SEGMENT_MAX && memchr(s, '/', n) == NULL;
 }
 
 int static_path_file(const char *path, size_t len, char name[STATIC_NAME_MAX + 1],
@@ -90,7 +87,7 @@ int static_path_file(const char *path, size_t len, char name[STATIC_NAME_MAX + 1
     for (size_t i = 0; i < ARRAY_LEN(page_routes); i++) {
         size_t plen = strlen(page_routes[i].prefix);
         if (len > plen && memcmp(path, page_routes[i].prefix, plen) == 0)
-            return is_code(path + plen, len - plen)
+            return is_page_segment(path + plen, len - plen)
                        ? set_name(name, page_routes[i].file, strlen(page_routes[i].file))
                        : -ENOENT;
     }

@@ -22,7 +22,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from tally_harness import Tally  # noqa: E402
 
-PAGES = {"/": "index.html", "/j/ABCDEF": "join.html", "/present/K7QX2M": "present.html",
+PAGES = {"/": "index.html", "/j/ABCDEF": "join.html", "/j/ABCDE0": "join.html", "/present/K7QX2M": "present.html",
          "/screen/K7QX2M": "screen.html"}
 NAME_RE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]*$")
 CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".css": "text/css; charset=utf-8",
@@ -161,7 +161,7 @@ def raw(port, request):
 def check_errors(port, present):
     for path in ("/assets/..", "/assets/../CMakeLists.txt", "/assets/..%2fstatic.c",
                  "/assets/%2e%2e%2fstatic.c", "/assets/a%2Fb", "/assets/sub/x.css",
-                 "/assets/.hidden", "/assets/", "/assets/no-such-file.css", "/j/ABCDE0",
+                 "/assets/.hidden", "/assets/", "/assets/no-such-file.css", "/j/" + "A" * 65,
                  "/j/ABCDEF/", "/index.html", "/assets/" + "a" * 129):
         status, h, body = get(port, path)
         check(status == 404, "%s: status %d, want 404" % (path, status))

@@ -22,6 +22,8 @@ static enum route_kind route(enum http_method m, const char *path, struct route_
     return k;
 }
 
+#define LONG64 "0123456789012345678901234567890123456789012345678901234567890123"
+
 static void expect(enum http_method m, const char *path, enum route_kind kind, enum api_op op,
                    const char *code, int64_t poll_id)
 {
@@ -111,9 +113,13 @@ static void test_static_routes(void **state)
     expect_not_found(HTTP_GET, "/assets/img/");
     expect_not_found(HTTP_GET, "/assets/a%2e%2e");
     expect_not_found(HTTP_GET, "/assets/a b");
-    expect_not_found(HTTP_GET, "/j/K7QX2");
+    /* A mistyped code still gets the page, which explains it; no code is filled. */
+    expect(HTTP_GET, "/j/K7QX2", ROUTE_STATIC, API_OP_COUNT, "", 0);
+    expect(HTTP_GET, "/present/K7QX20", ROUTE_STATIC, API_OP_COUNT, "", 0);
+    expect(HTTP_GET, "/j/" LONG64, ROUTE_STATIC, API_OP_COUNT, "", 0);
+    expect_not_found(HTTP_GET, "/j/" LONG64 "x");
     expect_not_found(HTTP_GET, "/j/");
-    expect_not_found(HTTP_GET, "/present/K7QX20");
+    expect_not_found(HTTP_GET, "/j/K7QX2M/x");
     expect_405(HTTP_POST, "/", "GET, HEAD");
     expect_405(HTTP_POST, "/assets/app.js", "GET, HEAD");
 }
