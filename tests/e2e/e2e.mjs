@@ -392,6 +392,8 @@ async function scenario(browser) {
   await waitFor(async () => /Final results/.test(await screen.page.textContent('#kicker')), 'screen shows final results');
   check(same(await barCounts(screen.page, '#show'), expect), 'screen: final counts');
 
+  await eventSourceReplay(parts[1].page, code, pollId, expect);
+
   // CSV export from the console.
   const [dl] = await Promise.all([pres.page.waitForEvent('download'), pres.page.click('#export')]);
   const csv = fs.readFileSync(await dl.path(), 'utf8');
@@ -413,6 +415,35 @@ async function scenario(browser) {
 
   check(pageProblems.length === 0, `no script errors or CSP violations (${pageProblems.slice(0, 3)})`);
   return parts[2].page;
+}
+
+/**
+ * Chromium's own EventSource on the SSE stream, from the start (since=0):
+ * hello first, then every sequenced event once, gap-free, ending with this
+ * poll's close carrying the final counts.
+ */
+async function eventSourceReplay(page, code, pollId, expect) {
+  const got = await page.evaluate(([c, id]) => new Promise((resolve) => {
+    const tok = JSON.parse(localStorage.getItem(`tally.p.${c}`)).token;
+    const es = new EventSource(`/api/v1/sessions/${c}/events?since=0&token=${encodeURIComponent(tok)}`);
+    const seen = [];
+    const done = () => { es.close(); resolve(seen); };
+    const on = (type) => es.addEventListener(type, (e) => {
+      const m = JSON.parse(e.data);
+      seen.push({ type, id: e.lastEventId, seq: m.seq, poll: m.data && m.data.id, counts: m.data && m.data.counts });
+      if (type === 'poll.closed' && m.data.id === id) done();
+    });
+    ['hello', 'poll.created', 'poll.opened', 'poll.closed', 'results', 'presence'].forEach(on);
+    setTimeout(done, 10000);
+  }), [code, pollId]);
+  check(got.length > 0 && got[0].type === 'hello', `EventSource: hello first (${got.map((e) => e.type)})`);
+  const seqd = got.filter((e) => e.seq !== undefined);
+  check(seqd.every((e, i) => e.seq === i + 1 && e.id === String(e.seq)),
+    `EventSource: seq 1..${seqd.length} gap-free with matching ids (${seqd.map((e) => e.seq)})`);
+  const opened = seqd.findIndex((e) => e.type === 'poll.opened' && e.poll === pollId);
+  const closed = seqd.findIndex((e) => e.type === 'poll.closed' && e.poll === pollId);
+  check(opened >= 0 && closed > opened, 'EventSource: poll.opened before poll.closed');
+  check(closed >= 0 && same(seqd[closed].counts, expect), `EventSource: poll.closed carries the final counts (${closed >= 0 ? seqd[closed].counts : '-'})`);
 }
 
 /** A multiple-choice poll saved as a draft, opened from the list; three voters pick two each. */
