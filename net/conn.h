@@ -140,6 +140,7 @@ struct net_server {
     struct metric *m_conns, *m_accepts, *m_requests, *m_resp_4xx, *m_resp_5xx;
     struct metric *m_stale_cqes, *m_refused_conns;
     struct metric *m_subscribers, *m_deliveries, *m_slow_closed, *m_coalesced;
+    struct metric *m_recv_rearms;
     struct metric *m_participants, *m_capacity;
 };
 

@@ -65,6 +65,7 @@
 #include "store/store.h"
 
 #define NET_RING_ENTRIES 4096
+#define NET_CQ_ENTRIES (4 * NET_FILES_PER_RING) /* a send and a receive per connection, twice over */
 #define NET_BUF_COUNT 1024
 #define NET_BUF_SIZE 2048
 #define NET_BGID 1
@@ -682,13 +683,17 @@ static void handle_recv(struct net_thread *t, const struct io_uring_cqe *cqe)
         buf_return(t, bid);
     if (c == NULL)
         return;
-    if (cqe->res == -ENOBUFS && c->state == CONN_OPEN) {
-        if (!more)
-            arm_recv(t, c); /* buffers come back at the end of this batch */
-        return;
-    }
-    if (cqe->res <= 0 && cqe->res != -ENOBUFS)
+    if (cqe->res == 0 || (cqe->res < 0 && cqe->res != -ENOBUFS)) {
         net__conn_close(t, c); /* 0: the peer closed; < 0: an error */
+    } else if (!more && c->state == CONN_OPEN) {
+        /* A multishot receive also ends without the socket ending: out of
+         * buffers (-ENOBUFS; they come back at the end of this batch), or
+         * with data when its completion could not be posted at once. A
+         * socket left without a receive would look silent and be closed
+         * over unread bytes, so it is armed again either way. */
+        metric_add(t->srv->m_recv_rearms, 1);
+        arm_recv(t, c);
+    }
     conn_maybe_release(t, c);
 }
 
@@ -956,12 +961,18 @@ static int ring_init(struct net_thread *t, bool alone)
     /* Deferred task work would keep a ring's completions from waking the
      * poll its worker sleeps on, so only a ring alone on its worker (which
      * sleeps in that very ring) defers. */
-    p.flags = IORING_SETUP_SUBMIT_ALL | IORING_SETUP_SINGLE_ISSUER;
+    /* A broadcast completes one send per subscriber of the ring at once:
+     * the completion queue holds them all, so none overflows (an overflow
+     * is the kernel's slow path, and ends multishot receives). */
+    p.flags = IORING_SETUP_SUBMIT_ALL | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_CQSIZE;
+    p.cq_entries = NET_CQ_ENTRIES;
     if (alone)
         p.flags |= IORING_SETUP_COOP_TASKRUN | IORING_SETUP_DEFER_TASKRUN;
     int rc = io_uring_queue_init_params(NET_RING_ENTRIES, &t->ring, &p);
     if (rc == -EINVAL) {
         memset(&p, 0, sizeof(p)); /* an older kernel: plain ring */
+        p.flags = IORING_SETUP_CQSIZE;
+        p.cq_entries = NET_CQ_ENTRIES;
         rc = io_uring_queue_init_params(NET_RING_ENTRIES, &t->ring, &p);
     }
     if (rc < 0)
@@ -1076,6 +1087,9 @@ struct net_server *net_server_create(const struct config *cfg, struct actors *as
                                          "Subscribers closed (1013) for falling behind.");
     srv->m_coalesced = metrics_counter("tally_stream_coalesced_total",
                                        "Queued results or presence replaced by a newer one.");
+    srv->m_recv_rearms = metrics_counter(
+        "tally_net_recv_rearms_total",
+        "Multishot receives armed again after ending early (no buffer, or a full completion queue).");
     return srv;
 }
 

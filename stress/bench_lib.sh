@@ -7,6 +7,8 @@ PID=""
 DATA=""
 
 bench_build() {
+    # NO_BUILD=1 runs the binaries already in $BUILD (a tree being edited may not build).
+    if [ -n "${NO_BUILD:-}" ]; then return 0; fi
     cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
     cmake --build "$BUILD" -j"$(nproc)" --target tallyd tally-stress >/dev/null
 }
@@ -44,4 +46,17 @@ bench_start() {
     echo "tallyd did not become ready; its log:" >&2
     tail -n 30 "$DATA/tallyd.log" >&2
     return 1
+}
+
+# The tallyd flags of a load run with N clients: room for all of them, and
+# a join rate no single source address reaches (the load generator joins
+# thousands per address; tallyd limits per address), on 2 network threads.
+bench_big_flags() {
+    echo "--max-connections $(($1 + 20000)) --join-rate 1000000 --threads 2"
+}
+
+# Prints tallyd's last log lines when a run failed.
+bench_failed() {
+    echo "tally-stress exited $1; last tallyd log lines:"
+    tail -n 20 "$DATA/tallyd.log"
 }

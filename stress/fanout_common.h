@@ -1,9 +1,10 @@
 /*
  * fanout_common.h - what the tally-stress scenarios share: the monotonic
  * clock and sleeps, option parsing helpers, /proc readers for the server
- * under test, the fd limit check, and the pool of idle WebSocket subscribers
- * that `fanout` (tallyd) and `fanout-nchan` (nginx + nchan) both drive, so
- * the two servers are measured by the same client code.
+ * under test, the fd limit check, and the epoll pool of idle WebSocket
+ * subscribers that `fanout-nchan` (nginx + nchan) drives. The tallyd
+ * scenarios use the io_uring engine (engine.h), which the fd limit does not
+ * bind.
  *
  * Subscriber pool: N connections spread over T epoll threads, each opened
  * from 127.0.1.x with at most FO_INFLIGHT_MAX handshakes in flight per

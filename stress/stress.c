@@ -12,8 +12,8 @@
  * Prints durable votes/s and the ack latency percentiles; every 201 counted
  * is a vote committed by PostgreSQL before the answer.
  *
- *   tally-stress fanout --target 127.0.0.1:PORT --subscribers N --seconds S
- *                       --rate R [--server-pid PID] [--threads T] [--json FILE]
+ *   tally-stress fanout [--target 127.0.0.1:PORT] [--subscribers N] [--seconds S]
+ *                       [--rate R] [--server-pid PID] [--threads T] [--json FILE]
  *
  * "fanout" (fanout.c): N idle WebSocket subscribers of one session while
  * votes arrive at R/s; prints delivered results messages/s, delivery
@@ -30,6 +30,11 @@
  *
  * "rawpg" (rawpg.c): tallyd's vote INSERT run straight against PostgreSQL,
  * the storage baseline the votes figures are compared with.
+ *
+ * "burst" (burst.c), "capacity" (capacity.c), "join" (join.c), "resume" and
+ * "soak" (mix.c) and "fanout" drive WebSocket clients through the io_uring
+ * engine (engine.c); docs/stress.md describes every subcommand, its flags
+ * and its JSON.
  *
  * Every run is bounded in time and talks only to the given target.
  */
@@ -85,6 +90,14 @@ struct client {
 int fanout_main(int argc, char **argv);
 /* Defined in fanout_nchan.c: the same fan-out load against nginx + nchan. */
 int fanout_nchan_main(int argc, char **argv);
+/* Defined in burst.c: the vote burst over WebSocket. */
+int burst_main(int argc, char **argv);
+/* Defined in capacity.c: steps N up until the latency or error limit. */
+int capacity_main(int argc, char **argv);
+/* Defined in mix.c: subscribers dropping and resuming while polls cycle (resume, soak). */
+int mix_main(int argc, char **argv);
+/* Defined in join.c: participants joining and subscribing at a rate. */
+int join_main(int argc, char **argv);
 /* Defined in rawpg.c: raw batched inserts into PostgreSQL, the storage baseline. */
 int rawpg_main(int argc, char **argv);
 
@@ -93,14 +106,26 @@ static void usage(void)
     fprintf(stderr,
             "usage: tally-stress votes [--target HOST:PORT] [--clients N] [--seconds S]\n"
             "                          [--participants-per-client N] [--json FILE]\n"
-            "       tally-stress fanout --target HOST:PORT --subscribers N --seconds S\n"
-            "                           --rate R [--server-pid PID] [--threads T]"
-            " [--json FILE]\n"
+            "       tally-stress fanout [--subscribers N] [--seconds S] [--rate R]"
+            " [common options]\n"
             "       tally-stress fanout-nchan --target HOST:PORT --subscribers N --seconds S\n"
             "                                 [--rate M] [--bytes B] [--channel NAME]\n"
             "                                 [--server-pid MASTER] [--threads T]"
             " [--json FILE]\n"
-            "       tally-stress rawpg --conninfo STR [--connections N] [--batch N] [--seconds S]\n");
+            "       tally-stress rawpg --conninfo STR [--connections N] [--batch N] [--seconds S]\n"
+            "       tally-stress burst [--participants N] [--window S] [common options]\n"
+            "       tally-stress capacity [--start N] [--step N] [--factor PCT] [--max N]\n"
+            "                             [--seconds S] [--rate R] [--p95-ms MS] [--error-limit F]\n"
+            "                             [--retries N] [--out DIR] [--figure PATH]\n"
+            "                             [--machine TEXT] [common options]\n"
+            "       tally-stress join [--participants N] [--rate R] [common options]\n"
+            "       tally-stress resume|soak [--participants N] [--seconds S | --minutes M]\n"
+            "                                [--cycle S] [--drop-share PCT] [--votes 0|1]\n"
+            "                                [common options]\n"
+            "common options (fanout, burst, capacity, join, resume, soak): [--target HOST:PORT]\n"
+            "       [--threads T] [--sources K] [--server-pid PID] [--json FILE]\n"
+            "       [--proto json|msgpack|sse] [--deadline S]\n"
+            "see docs/stress.md\n");
     exit(2);
 }
 
@@ -345,6 +370,14 @@ int main(int argc, char **argv)
         return fanout_main(argc, argv);
     if (strcmp(argv[1], "fanout-nchan") == 0)
         return fanout_nchan_main(argc, argv);
+    if (strcmp(argv[1], "burst") == 0)
+        return burst_main(argc, argv);
+    if (strcmp(argv[1], "capacity") == 0)
+        return capacity_main(argc, argv);
+    if (strcmp(argv[1], "resume") == 0 || strcmp(argv[1], "soak") == 0)
+        return mix_main(argc, argv);
+    if (strcmp(argv[1], "join") == 0)
+        return join_main(argc, argv);
     if (strcmp(argv[1], "rawpg") == 0)
         return rawpg_main(argc, argv);
     usage();
