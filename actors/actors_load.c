@@ -1,14 +1,16 @@
 /*
  * actors_load.c - rebuilds every session from the store before the network
- * starts: sessions, then polls, then participants, then votes, as
+ * starts: sessions, then polls, then participants, then the vote counts, as
  * store_load streams them.
  *
  * Runs on the caller's thread while no message has been posted to any
  * session yet; the first post hands the state over to the actor thread.
  * Rows that do not fit (unknown session or poll, bad code or hash, choice out
  * of range) are logged and skipped rather than failing the start. Counts and
- * versions are recomputed from the votes, so version only grows across
- * restarts.
+ * versions are recomputed from the stored votes (version = votes counted),
+ * so version only grows across restarts. Single votes are not loaded: the
+ * database answers for them on demand (session_vote.c), which keeps the
+ * load's cost independent of how many votes are stored.
  */
 #include "actors/actors.h"
 
@@ -124,23 +126,23 @@ static void load_on_participant(void *arg, int64_t session_id, int64_t id, const
         c->skipped++;
         return;
     }
-    session__add_participant(s, id, hash);
+    session__add_participant(s, id, hash)->loaded = true;
     actors__add_token(c->as, s, hash);
     atomic_fetch_add_explicit(&c->as->participants, 1, memory_order_relaxed);
     c->participants++;
 }
 
-static void load_on_vote(void *arg, const struct store_vote *row)
+static void load_on_vote_count(void *arg, const struct store_vote_count *row)
 {
     struct load_ctx *c = arg;
     struct session *s = c->err ? NULL : load_session(c, row->session_id);
 
-    /* session__vote_load checks the row against its poll and logs a misfit. */
-    if (s == NULL || !session__vote_load(s, row)) {
-        c->skipped++;
+    /* session__vote_count_load checks the row against its poll and logs a misfit. */
+    if (s == NULL || !session__vote_count_load(s, row)) {
+        c->skipped += row->votes;
         return;
     }
-    c->votes++;
+    c->votes += row->votes;
 }
 
 int actors_load(struct actors *as)
@@ -151,7 +153,7 @@ int actors_load(struct actors *as)
         .on_session = load_on_session,
         .on_poll = load_on_poll,
         .on_participant = load_on_participant,
-        .on_vote = load_on_vote,
+        .on_vote_count = load_on_vote_count,
     };
     uint64_t t0 = clock_now_ms();
     int rc;
@@ -163,16 +165,7 @@ int actors_load(struct actors *as)
     }
     if (c.err != 0)
         return c.err;
-    /* Only this thread writes the directory now; the lock is for form's sake. */
-    pthread_rwlock_rdlock(&as->lock);
-    for (uint32_t i = 0; i < as->n_sessions; i++) {
-        size_t n = as->sessions[i]->n_votes;
-        size_t kept = session__vote_index_loaded(as->sessions[i]);
-
-        c.skipped += n - kept;
-        c.votes -= n - kept;
-    }
-    pthread_rwlock_unlock(&as->lock);
+    as->vote_id_max = l.vote_id_max;
     log_info("loaded %llu sessions, %llu polls, %llu participants, %llu votes in %llu ms"
              " (%llu rows skipped)",
              (unsigned long long)c.sessions, (unsigned long long)c.polls,

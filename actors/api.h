@@ -74,6 +74,7 @@ struct api_req {
     struct api_poll_spec poll; /* API_POLL_CREATE */
     uint8_t choices[API_CHOICES_MAX]; /* API_VOTE: option indexes as sent (duplicates rejected by the actor) */
     uint32_t n_choices;
+    bool key_checked; /* API_VOTE: the actor already asked the store about this key */
 
     /* API_SUBSCRIBE / API_UNSUBSCRIBE (and votes sent over a WebSocket). */
     int64_t since;       /* resume after this seq; -1 when not resuming */

@@ -375,6 +375,9 @@ void session__on_msg(struct actor *a, void *ctx, const struct mbox_msg *msg)
     case STORE_VOTE:
         session__vote_done(s, op);
         return;
+    case STORE_VOTE_LOOKUP:
+        session__vote_lookup_done(s, op);
+        return;
     case STORE_POLL_CREATE:
     case STORE_POLL_OPEN:
     case STORE_POLL_CLOSE:

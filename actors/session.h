@@ -14,6 +14,12 @@
  *
  * Invariants of one session:
  *  - poll->version == poll->total == number of committed votes of the poll.
+ *  - Memory holds the votes committed since the load (and stored ones it
+ *    was told about since); the load brought only counts. A participant who
+ *    was loaded (participant->loaded) may have stored votes memory does not
+ *    hold: before refusing such a participant's vote, the actor asks the
+ *    store about its key. A vote is counted once: votes with an id up to
+ *    actors->vote_id_max are in the loaded counts already.
  *  - A participant has at most one vote, committed or in flight, per poll, and
  *    an idempotency key names at most one of them.
  *  - At most one structural store operation (poll create/open/close, session
@@ -107,6 +113,8 @@ struct participant {
     uint8_t token_hash[TOKEN_HASH_BYTES];
     double bucket;      /* vote tokens left */
     uint64_t bucket_ms; /* when bucket was last refilled; 0 = never used */
+    bool loaded;        /* may have stored votes memory does not hold: joined before the
+                         * load, or a vote of theirs ended without a known outcome */
 };
 
 /* A committed vote. Strings live in session->strs so a vote costs no malloc. */
@@ -127,6 +135,7 @@ struct flight {
     uint32_t n_waiters;
     /* What identifies the vote; op->vote is the writer thread's while in flight. */
     int64_t participant_id;
+    uint32_t part_idx; /* the participant's index in session->parts (the array only grows) */
     int64_t poll_id;
     char idem_key[API_IDEM_KEY_MAX + 1];
     uint64_t key_k, pp_k;              /* keys in flight_by_key / flight_by_pp */
@@ -220,6 +229,7 @@ struct actors {
     atomic_uint_fast64_t participants;
 
     const struct stream_sink *sink; /* NULL: no live subscribers */
+    int64_t vote_id_max;            /* votes up to this id are in the loaded counts; set before traffic */
     bool prune_inflight;            /* lobby thread only */
     uint64_t prune_next_ms;         /* lobby thread only */
 };
@@ -267,19 +277,19 @@ struct poll *session__add_poll(struct session *s, int64_t id, struct api_poll_sp
 void session__vote(struct session *s, struct participant *p, struct api_req *req);
 /** A vote op completed. */
 void session__vote_done(struct session *s, struct store_op *op);
+/** A STORE_VOTE_LOOKUP asked before refusing a vote completed. */
+void session__vote_lookup_done(struct session *s, struct store_op *op);
 /**
- * Records a committed vote and counts it in its poll. false (logged) when the
- * row does not fit the session's polls; true when recorded or already known.
+ * Records a committed vote and counts it in its poll, unless the loaded
+ * counts hold it already (id <= vote_id_max). false (logged) when the row
+ * does not fit the session's polls; true when recorded or already known.
  */
 bool session__vote_commit(struct session *s, const struct store_vote *v);
 /**
- * Load only: appends a committed vote without indexing or counting it
- * (session__vote_index_loaded does both once every vote is in). false when
- * the row does not fit the session's polls.
+ * Load only: adds `votes` stored votes with these choices to a poll's
+ * counts. false (logged) when they do not fit the poll.
  */
-bool session__vote_load(struct session *s, const struct store_vote *v);
-/** Load only: indexes and counts the loaded votes; drops repeats. Returns the votes kept. */
-size_t session__vote_index_loaded(struct session *s);
+bool session__vote_count_load(struct session *s, const struct store_vote_count *c);
 /** Frees the flights still in the session (shutdown). */
 void session__vote_free_flights(struct session *s);
 /** The vote JSON of a committed vote. */

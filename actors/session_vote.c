@@ -5,8 +5,12 @@
  *
  * Committed votes live in one growable array per session with their strings
  * in one growable buffer, indexed by (participant, key) and (participant,
- * poll) in maps of array indexes, so a million loaded votes cost no malloc
- * each. Nothing is ever removed from those maps, which lets a taken map key
+ * poll) in maps of array indexes, so a vote costs no malloc of its own.
+ * Votes stored before the process started are not in memory: the load
+ * brought their counts only, and the database answers for each of them
+ * (a repeated key comes back DUPLICATE from the store, a second vote
+ * CONFLICT, and before refusing a loaded participant's vote the actor asks
+ * the store whether its key names a stored vote). Nothing is ever removed from those maps, which lets a taken map key
  * simply move on to the next probe key. Votes in flight are few, come and go,
  * and are chained per map key instead.
  *
@@ -235,11 +239,14 @@ static void vote_send(struct session *s, struct participant *pt, struct poll *p,
     memcpy(op->vote.choices, req->choices, req->n_choices);
     op->vote.n_choices = req->n_choices;
     snprintf(op->vote.idem_key, sizeof(op->vote.idem_key), "%s", req->idem_key);
+    /* Memory holds every vote of a participant who joined since the load. */
+    op->vote_fresh = !pt->loaded;
     /* The writer thread fills op->vote while the vote is in flight: the
      * flight keeps its own copy of what identifies it. */
     f->op = op;
     f->req = req;
     f->participant_id = pt->id;
+    f->part_idx = (uint32_t)(pt - s->parts);
     f->poll_id = p->id;
     memcpy(f->idem_key, op->vote.idem_key, sizeof(f->idem_key));
     f->key_k = vote_key_idem(pt->id, f->idem_key);
@@ -251,6 +258,37 @@ static void vote_send(struct session *s, struct participant *pt, struct poll *p,
     }
     flight_link(s, f);
     p->votes_inflight++;
+}
+
+/*
+ * About to refuse req. If pt may have a stored vote with this key that
+ * memory does not hold, asks the store first (the answer to a known key is
+ * the original vote, whatever else is wrong with the request) and returns
+ * true: session__vote_lookup_done finishes the request. Lookups count against
+ * the participant's vote rate, which bounds what refusals can cost the store.
+ */
+static bool vote_check_key(struct session *s, struct participant *pt, struct api_req *req)
+{
+    struct store_op *op;
+
+    if (!pt->loaded || req->key_checked)
+        return false;
+    req->key_checked = true;
+    if (!session__rate_take(pt, clock_now_ms())) {
+        req->retry_after_s = 1;
+        api_reply_error(req, 429, "rate_limited", "at most %d votes per second", VOTE_RATE_PER_S);
+        return true;
+    }
+    op = session__op_new(STORE_VOTE_LOOKUP, s->actor, (uintptr_t)req);
+    op->session_id = s->id;
+    op->id = pt - s->parts; /* the participant's index: the array only grows */
+    op->vote.participant_id = pt->id;
+    snprintf(op->vote.idem_key, sizeof(op->vote.idem_key), "%s", req->idem_key);
+    if (!store_submit(s->as->store, op)) {
+        store_op_free(op);
+        session__reply_503(req, "storage_unavailable", "storage is unavailable; try again");
+    }
+    return true;
 }
 
 void session__vote(struct session *s, struct participant *pt, struct api_req *req)
@@ -280,21 +318,25 @@ void session__vote(struct session *s, struct participant *pt, struct api_req *re
     }
     p = session__poll(s, req->poll_id);
     if (p == NULL) {
-        api_reply_error(req, 404, "not_found", "no poll %lld", (long long)req->poll_id);
+        if (!vote_check_key(s, pt, req))
+            api_reply_error(req, 404, "not_found", "no poll %lld", (long long)req->poll_id);
         return;
     }
     if (p->state != POLL_OPEN || p->closing) {
-        api_reply_error(req, 409, "poll_not_open", "poll %lld is %s", (long long)p->id,
-                        p->state == POLL_DRAFT ? "not open yet" : "closed");
+        if (!vote_check_key(s, pt, req))
+            api_reply_error(req, 409, "poll_not_open", "poll %lld is %s", (long long)p->id,
+                            p->state == POLL_DRAFT ? "not open yet" : "closed");
         return;
     }
     if (!vote_choices_valid(p, req, msg, sizeof(msg))) {
-        api_reply_error(req, 400, "invalid_request", "%s", msg);
+        if (!vote_check_key(s, pt, req))
+            api_reply_error(req, 400, "invalid_request", "%s", msg);
         return;
     }
     if (vote_find_pp(s, pt->id, p->id, NULL) != NULL || flight_has_pp(s, pt->id, p->id)) {
-        api_reply_error(req, 409, "already_voted", "participant %lld already voted on poll %lld",
-                        (long long)pt->id, (long long)p->id);
+        if (!vote_check_key(s, pt, req))
+            api_reply_error(req, 409, "already_voted", "participant %lld already voted on poll %lld",
+                            (long long)pt->id, (long long)p->id);
         return;
     }
     if (!session__rate_take(pt, clock_now_ms())) {
@@ -353,10 +395,11 @@ static struct vote *vote_append(struct session *s, const struct store_vote *sv)
 }
 
 /*
- * Indexes votes[idx] and counts it in its poll. false when the participant
- * already has a vote with that key or on that poll (the vote is not counted).
+ * Indexes votes[idx] and, when count, counts it in its poll. false when the
+ * participant already has a vote with that key or on that poll (the vote is
+ * not counted).
  */
-static bool vote_index(struct session *s, size_t idx)
+static bool vote_index(struct session *s, size_t idx, bool count)
 {
     const struct vote *v = &s->votes[idx];
     struct poll *p = session__poll(s, v->poll_id);
@@ -373,6 +416,8 @@ static bool vote_index(struct session *s, size_t idx)
     }
     hmap_put(s->vote_by_key, key_k, (void *)(uintptr_t)(idx + 1));
     hmap_put(s->vote_by_pp, pp_k, (void *)(uintptr_t)(idx + 1));
+    if (!count)
+        return true;
     for (uint8_t i = 0; i < v->n_choices; i++)
         p->counts[v->choices[i]]++;
     p->total++;
@@ -399,39 +444,55 @@ bool session__vote_commit(struct session *s, const struct store_vote *sv)
     if (vote_find_key(s, sv->participant_id, sv->idem_key, NULL) != NULL)
         return true; /* known already */
     vote_append(s, sv);
-    if (!vote_index(s, s->n_votes - 1)) {
+    /* A stored vote the load counted is only remembered, not counted again. */
+    if (!vote_index(s, s->n_votes - 1, sv->id > s->as->vote_id_max)) {
         s->n_votes--; /* its strings stay behind in strs: rare and harmless */
         return false;
     }
     return true;
 }
 
-bool session__vote_load(struct session *s, const struct store_vote *sv)
+bool session__vote_count_load(struct session *s, const struct store_vote_count *c)
 {
-    if (!vote_row_fits(s, sv))
+    struct poll *p = session__poll(s, c->poll_id);
+    struct store_vote v = {.id = 1, .participant_id = 1, .n_choices = c->n_choices};
+
+    memcpy(v.choices, c->choices, sizeof(v.choices));
+    /* The same checks as a single vote's row, on what the group shares. */
+    if (p == NULL || !vote_row_valid(p, &v)) {
+        log_warn("session %s: %llu votes do not fit poll %lld; not counted", s->code,
+                 (unsigned long long)c->votes, (long long)c->poll_id);
         return false;
-    vote_append(s, sv);
+    }
+    for (uint32_t i = 0; i < c->n_choices; i++)
+        p->counts[c->choices[i]] += c->votes;
+    p->total += c->votes;
+    p->version += c->votes;
     return true;
 }
 
-size_t session__vote_index_loaded(struct session *s)
+void session__vote_lookup_done(struct session *s, struct store_op *op)
 {
-    size_t kept = 0;
+    struct api_req *req = (struct api_req *)(uintptr_t)op->tag;
+    const struct vote *v = NULL;
 
-    TALLY_ASSERT(hmap_count(s->vote_by_key) == 0 && hmap_count(s->flight_by_key) == 0);
-    /* Sized once for every vote: growing two maps of a million entries
-     * step by step costs more than all the rest of the load. */
-    hmap_destroy(s->vote_by_key);
-    hmap_destroy(s->vote_by_pp);
-    s->vote_by_key = hmap_create(s->n_votes);
-    s->vote_by_pp = hmap_create(s->n_votes);
-    for (size_t r = 0; r < s->n_votes; r++) {
-        s->votes[kept] = s->votes[r];
-        if (vote_index(s, kept))
-            kept++;
+    TALLY_ASSERT(req != NULL && req->key_checked);
+    TALLY_ASSERT(op->id >= 0 && (uint64_t)op->id < s->n_parts);
+    if (op->status == STORE_OK) {
+        /* The key names a stored vote: it is the answer, whatever the
+         * request asked for (CONTRACT section 3, guarantee 4). */
+        session__vote_commit(s, &op->vote);
+        v = vote_find_key(s, op->vote.participant_id, req->idem_key, NULL);
+        if (v != NULL)
+            vote_reply(s, req, 200, v);
+        else
+            session__reply_503(req, "storage_unavailable", "storage is unavailable; try again");
+    } else if (op->status == STORE_NOT_FOUND) {
+        session__vote(s, &s->parts[op->id], req); /* key_checked: refused as it stands */
+    } else {
+        session__reply_503(req, "storage_unavailable", "storage is unavailable; try again");
     }
-    s->n_votes = kept;
-    return kept;
+    store_op_free(op);
 }
 
 /* Answers the vote's request and its waiters with one outcome. */
@@ -481,6 +542,13 @@ void session__vote_done(struct session *s, struct store_op *op)
         session__vote_commit(s, &op->vote);
         if (vp != NULL && vp->version != version)
             session__live_dirty(s, vp);
+    }
+    /* A vote that failed may have committed all the same (its answer was
+     * lost and could not be checked): from now on memory may not hold every
+     * stored vote of this participant, so its refusals ask the store first. */
+    if (op->status == STORE_UNAVAILABLE) {
+        TALLY_ASSERT(f->part_idx < s->n_parts);
+        s->parts[f->part_idx].loaded = true;
     }
     vote_answer(s, f, op->status);
     if (p->votes_inflight == 0 && p->closing)

@@ -18,9 +18,12 @@
  * commit is flushed.
  * on_done runs on the writer thread after COMMIT returned (synchronous
  * commit, so the data is on disk) or after the transaction failed. When the
- * connection broke, every operation of the batch is STORE_UNAVAILABLE; when
- * a statement was refused on a live connection, each operation is retried in
- * a transaction of its own so that only the offending one fails.
+ * connection broke before COMMIT was sent, the batch runs again on a new
+ * connection; when it broke after, the writer asks the database what became
+ * of the transaction (resolve_broken, outcome.c) and completes the batch as
+ * committed, runs it again, or fails it, never guessing. When a statement
+ * was refused on a live connection, each operation is retried in a
+ * transaction of its own so that only the offending one fails.
  *
  * Ordering: operations taken by different writers commit in any order. A
  * caller that needs B to commit after A submits B from A's on_done.
@@ -55,6 +58,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "store/migrate.h"
+#include "store/outcome.h"
 
 #define STORE_POOL_MAX 128
 #define STORE_RING_SLOTS_MAX (1u << 24)
@@ -63,6 +67,13 @@
 #define STORE_I64_MAX 24 /* "-9223372036854775808" and NUL */
 #define STORE_ERR_MAX 512
 #define STORE_IDLE_READS_MAX 8 /* reads to drain an idle connection before a batch */
+#define STORE_RESOLVE_MS_MAX 5000 /* how long a batch whose COMMIT went unanswered may wait for its answer */
+#define STORE_RECHECK_MS_MAX 500  /* longest pause between two checks of that answer */
+#define STORE_APP "tallyd"
+#define STORE_APP_WRITER "tallyd-writer " /* followed by the instance id */
+#define STORE_APP_MAX 63                  /* PostgreSQL keeps application_name to 63 bytes */
+#define STORE_PREVIOUS_WAIT_MS 5000       /* for the writers of a previous run to be gone */
+#define STORE_LOAD_WORK_MEM "64MB"        /* for the load's aggregate over every vote */
 
 /* to_char pattern for UTC RFC 3339 with milliseconds. */
 #define SQL_TIME(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
@@ -98,11 +109,20 @@ struct store_writer {
     struct vote_ref votes[STORE_BATCH_MAX];
     struct vote_row rows[STORE_BATCH_MAX];
     struct buf arr[5]; /* array literals for the vote INSERT, reused batch after batch */
+    /* The run of the batch in progress, for finding out what became of it
+     * when the connection breaks. */
+    int64_t xid;      /* txid_current() of a writing batch; 0: read-only */
+    char now[STORE_TIME_MAX]; /* its start time: the created_at of the votes it inserts */
+    int backend_pid;  /* the server process that ran it */
+    bool commit_sent; /* COMMIT may have reached the server */
+    bool votes_safe;    /* insert this batch's votes with ON CONFLICT, fresh or not */
+    bool vote_conflict; /* the plain INSERT of the run met a unique constraint */
 };
 
 struct store {
     char *conninfo;
     char *instance_id;
+    char app_writer[STORE_APP_MAX + 1]; /* application_name of the writers: names this instance */
     unsigned pool;
 
     struct ck_ring ring;
@@ -118,6 +138,7 @@ struct store {
     bool running;
 
     atomic_uint sleepers;   /* writers waiting on `work` */
+    atomic_bool waking;     /* a writer was signalled and has not woken yet */
     atomic_uint connected;  /* writers holding a working connection */
     atomic_uint submitting; /* store_submit calls between their check and enqueue */
     atomic_bool stopping;   /* refuse new operations */
@@ -127,6 +148,11 @@ struct store {
     atomic_uint_fast64_t n_ops;
     atomic_uint_fast64_t n_failed_batches;
     atomic_uint_fast64_t batch_max_seen;
+    /* Batches whose answer to COMMIT was lost, by what the check found. */
+    atomic_uint_fast64_t n_resolved_committed;
+    atomic_uint_fast64_t n_resolved_aborted;
+    atomic_uint_fast64_t n_resolved_failed;
+    atomic_uint_fast64_t n_rechecks; /* checks repeated because the answer was not known yet */
 
     struct store_writer *writers;
 };
@@ -262,10 +288,14 @@ static void on_notice(void *arg, const char *message)
     log_debug("store: server notice: %s", buf);
 }
 
-static PGconn *db_connect(const char *conninfo, bool quiet)
+/* app names the connection in pg_stat_activity ("tallyd-writer" for the
+ * writers, which operators and the crash trials look for). */
+static PGconn *db_connect(const char *conninfo, bool quiet, const char *app)
 {
     PGconn *c = PQconnectdb(conninfo);
-    char err[STORE_ERR_MAX];
+    char err[STORE_ERR_MAX], sql[STORE_APP_MAX + 96];
+    char *lit;
+    PGresult *res;
 
     if (PQstatus(c) != CONNECTION_OK) {
         if (!quiet)
@@ -274,11 +304,20 @@ static PGconn *db_connect(const char *conninfo, bool quiet)
         return NULL;
     }
     PQsetNoticeProcessor(c, on_notice, NULL);
-    /* We acknowledge only what is on disk, whatever the server's default. */
-    if (!db_command(c, "synchronous_commit", "SET synchronous_commit = on")) {
+    /* We acknowledge only what is on disk, whatever the server's default.
+     * Both settings in one round trip. */
+    lit = PQescapeLiteral(c, app, strnlen(app, STORE_APP_MAX));
+    TALLY_ASSERT(lit != NULL);
+    snprintf(sql, sizeof(sql), "SET synchronous_commit = on; SET application_name = %s", lit);
+    PQfreemem(lit);
+    res = PQexec(c, sql);
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        log_warn("store: session settings failed: %s", pq_msg(c, res, err));
+        PQclear(res);
         PQfinish(c);
         return NULL;
     }
+    PQclear(res);
     return c;
 }
 
@@ -693,7 +732,7 @@ static unsigned match_inserted(struct store_writer *w, unsigned n, const PGresul
             .poll_id = parse_i64(PQgetvalue(res, (int)i, 1)),
             .participant_id = parse_i64(PQgetvalue(res, (int)i, 2)),
             .key = PQgetvalue(res, (int)i, 3),
-            .created_at = PQgetvalue(res, (int)i, 4),
+            .created_at = w->now,
         };
     }
     qsort(w->rows, rows, sizeof(w->rows[0]), cmp_vote_row);
@@ -747,26 +786,60 @@ static bool resolve_not_inserted(PGconn *c, struct store_op *op)
     return false;
 }
 
+/* Whether every vote of the batch was checked by its caller against all
+ * the participant's votes (store_op.vote_fresh): then none can conflict. */
+static bool votes_fresh(const struct store_writer *w, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) {
+        if (!w->votes[i].op->vote_fresh)
+            return false;
+    }
+    return true;
+}
+
+#define SQL_VOTE_INSERT                                                                            \
+    "INSERT INTO votes(session_id, poll_id, participant_id, choices, idem_key) "                   \
+    "SELECT s, p, pa, c::smallint[], k "                                                           \
+    "FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::text[]) "               \
+    "AS t(s, p, pa, c, k) "
+#define SQL_VOTE_RETURNING "RETURNING id, poll_id, participant_id, idem_key"
+
+/*
+ * Inserts the batch's votes in one statement. When every vote is fresh, a
+ * plain INSERT: PostgreSQL takes it at about twice the rate of INSERT ...
+ * ON CONFLICT here (speculative insertion checks each unique index twice).
+ * Should one conflict all the same (another instance, a vote whose commit
+ * answer was lost), the unique constraints refuse the statement:
+ * w->vote_conflict tells the caller to roll back and run the batch again with
+ * ON CONFLICT DO NOTHING, which sorts duplicates from conflicts row by row.
+ */
 static bool insert_votes(struct store_writer *w, unsigned n)
 {
     const char *p[5];
+    char err[STORE_ERR_MAX];
+    const char *state;
     PGresult *res;
     unsigned inserted;
+    bool plain = !w->votes_safe && votes_fresh(w, n);
 
     qsort(w->votes, n, sizeof(w->votes[0]), cmp_vote_ref);
     build_vote_arrays(w, n);
     for (unsigned a = 0; a < ARRAY_LEN(p); a++)
         p[a] = w->arr[a].data;
-    res = db_exec(w->conn, "vote insert",
-                  "INSERT INTO votes(session_id, poll_id, participant_id, choices, idem_key) "
-                  "SELECT s, p, pa, c::smallint[], k "
-                  "FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::text[]) "
-                  "AS t(s, p, pa, c, k) "
-                  "ON CONFLICT DO NOTHING "
-                  "RETURNING id, poll_id, participant_id, idem_key, " SQL_TIME("created_at"),
-                  5, p, PGRES_TUPLES_OK);
-    if (res == NULL)
+    res = PQexecParams(w->conn,
+                       plain ? SQL_VOTE_INSERT SQL_VOTE_RETURNING
+                             : SQL_VOTE_INSERT "ON CONFLICT DO NOTHING " SQL_VOTE_RETURNING,
+                       5, NULL, p, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        w->vote_conflict = plain && state != NULL && strcmp(state, "23505") == 0;
+        if (w->vote_conflict)
+            log_debug("store: a fresh vote conflicts; the batch runs again with ON CONFLICT");
+        else
+            log_warn("store: vote insert failed: %s", pq_msg(w->conn, res, err));
+        PQclear(res);
         return false;
+    }
     inserted = match_inserted(w, n, res);
     PQclear(res);
     for (unsigned i = 0; inserted < n && i < n; i++) {
@@ -804,17 +877,108 @@ static bool run_op(struct store_writer *w, struct store_op *op)
     return false;
 }
 
-/* The batch's transaction. false: it failed and must be rolled back. */
-static bool run_batch(struct store_writer *w, unsigned n)
+/* A batch writes when any of its operations changes a row; only then has its
+ * transaction an id whose fate can be asked about. */
+static bool batch_writes(const struct store_writer *w, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) {
+        if (w->batch[i]->kind != STORE_VOTE_LOOKUP && w->batch[i]->kind != STORE_EVENTS_SINCE)
+            return true;
+    }
+    return false;
+}
+
+/*
+ * BEGIN, and for a writing batch the transaction's id in the same round trip:
+ * if the answer to COMMIT is lost, that id is how the writer finds out what
+ * happened (txid_status). READ COMMITTED whatever the server's default: a seq
+ * UPDATE that waited on another transaction must re-read the row it waited
+ * for, not fail.
+ */
+static bool batch_begin(struct store_writer *w, unsigned n)
+{
+    char err[STORE_ERR_MAX];
+    PGresult *res;
+    bool ok;
+
+    w->xid = 0;
+    w->commit_sent = false;
+    w->vote_conflict = false;
+    w->backend_pid = PQbackendPID(w->conn);
+    if (!batch_writes(w, n))
+        return db_command(w->conn, "BEGIN", "BEGIN ISOLATION LEVEL READ COMMITTED");
+    /* now() is the transaction's start, the default of every created_at it
+     * writes: formatted once here rather than once per returned row. */
+    res = PQexec(w->conn, "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT txid_current(), " SQL_TIME("now()"));
+    ok = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
+    if (ok) {
+        w->xid = parse_i64(PQgetvalue(res, 0, 0));
+        copy_str(w->now, sizeof(w->now), PQgetvalue(res, 0, 1));
+    }
+    else
+        log_warn("store: BEGIN failed: %s", pq_msg(w->conn, res, err));
+    PQclear(res);
+    TALLY_ASSERT(!ok || w->xid > 0);
+    return ok;
+}
+
+/* How one run of a batch ended. */
+enum batch_end {
+    BATCH_COMMITTED,
+    BATCH_REFUSED, /* a statement or COMMIT was refused on a live connection: nothing committed */
+    BATCH_BROKEN,  /* the connection broke; w->commit_sent says whether COMMIT may have landed */
+    BATCH_CONFLICT, /* a plain vote INSERT met a unique constraint: run again with ON CONFLICT */
+};
+
+static enum batch_end batch_failed(const struct store_writer *w)
+{
+    return PQstatus(w->conn) == CONNECTION_BAD ? BATCH_BROKEN : BATCH_REFUSED;
+}
+
+/*
+ * Tests set this to cut the connection around COMMIT: called with after false
+ * just before COMMIT is sent, and with after true once it is sent and before
+ * its answer is read. NULL in the server.
+ */
+static void (*store__commit_hook)(struct store_writer *w, bool after);
+
+/* Sends COMMIT and reads its answer. From the moment it is sent, a broken
+ * connection leaves the outcome unknown: commit_sent records that. */
+static enum batch_end batch_commit(struct store_writer *w)
+{
+    PGresult *res, *first = NULL;
+    char err[STORE_ERR_MAX];
+    bool ok;
+
+    if (store__commit_hook != NULL)
+        store__commit_hook(w, false);
+    /* Even a failed send may have put the whole message on the wire. */
+    w->commit_sent = true;
+    if (PQsendQuery(w->conn, "COMMIT") && store__commit_hook != NULL)
+        store__commit_hook(w, true);
+    while ((res = PQgetResult(w->conn)) != NULL) {
+        if (first == NULL)
+            first = res;
+        else
+            PQclear(res);
+    }
+    /* An aborted transaction answers COMMIT with "ROLLBACK". */
+    ok = PQresultStatus(first) == PGRES_COMMAND_OK && strcmp(PQcmdStatus(first), "COMMIT") == 0;
+    if (!ok)
+        log_warn("store: COMMIT failed: %s", pq_msg(w->conn, first, err));
+    PQclear(first);
+    if (ok)
+        return BATCH_COMMITTED;
+    return batch_failed(w);
+}
+
+/* One run of the batch as one transaction. */
+static enum batch_end run_batch(struct store_writer *w, unsigned n)
 {
     unsigned n_votes = 0, n_events = 0;
-    PGresult *res;
-    bool committed;
 
-    /* READ COMMITTED whatever the server's default: a seq UPDATE that waited
-     * on another transaction must re-read the row it waited for, not fail. */
-    if (!db_command(w->conn, "BEGIN", "BEGIN ISOLATION LEVEL READ COMMITTED") || !lock_sessions(w, n))
-        return false;
+    if (!batch_begin(w, n) || !lock_sessions(w, n))
+        return batch_failed(w);
     for (unsigned i = 0; i < n; i++) {
         struct store_op *op = w->batch[i];
 
@@ -829,32 +993,41 @@ static bool run_batch(struct store_writer *w, unsigned n)
             continue;
         }
         if (!run_op(w, op))
-            return false;
+            return batch_failed(w);
         if (op->event != NULL && op->status == STORE_OK) {
             if (!append_event(w->store, w->conn, op))
-                return false;
+                return batch_failed(w);
             n_events++;
         }
     }
     if (n_votes > 0 && !insert_votes(w, n_votes))
-        return false;
+        return w->vote_conflict ? BATCH_CONFLICT : batch_failed(w);
     /* One NOTIFY per batch: it serialises commits cluster-wide, per row it
      * would halve throughput. Listeners read event_log, not the payload. */
     if (n_events > 0 && !db_command(w->conn, "NOTIFY", "NOTIFY tally_events"))
-        return false;
-    res = db_exec(w->conn, "COMMIT", "COMMIT", 0, NULL, PGRES_COMMAND_OK);
-    /* An aborted transaction answers COMMIT with "ROLLBACK". */
-    committed = res != NULL && strcmp(PQcmdStatus(res), "COMMIT") == 0;
-    PQclear(res);
-    return committed;
+        return batch_failed(w);
+    return batch_commit(w);
 }
 
 static void writer_disconnect(struct store_writer *w)
 {
+    TALLY_ASSERT(w->conn != NULL);
     PQfinish(w->conn);
     w->conn = NULL;
     atomic_fetch_sub(&w->store->connected, 1);
     log_warn("store: writer %u lost its database connection", w->index);
+}
+
+/* One attempt to connect a writer that has no connection. */
+static bool writer_connect(struct store_writer *w)
+{
+    TALLY_ASSERT(w->conn == NULL);
+    w->conn = db_connect(w->store->conninfo, true, w->store->app_writer);
+    if (w->conn == NULL)
+        return false;
+    atomic_fetch_add(&w->store->connected, 1);
+    log_info("store: writer %u reconnected to the database", w->index);
+    return true;
 }
 
 /* Ends a failed transaction. false: the connection is gone (dropped). */
@@ -867,6 +1040,186 @@ static bool writer_rollback(struct store_writer *w)
     return false;
 }
 
+static void fail_batch(struct store_writer *w, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++)
+        op_fail(w->batch[i]);
+}
+
+/* The 32-bit xid the server stores in xmin, as text: the 64-bit id without its epoch. */
+static void fmt_xid32(char out[STORE_I64_MAX], int64_t xid)
+{
+    fmt_i64(out, xid % (INT64_C(1) << 32));
+}
+
+/*
+ * Looks for a row the batch wrote, in a table whose rows are never updated
+ * (votes, participants, event_log; a new session's row is not touched before
+ * it is announced), with the batch's xid as xmin. Identified by what only this
+ * batch could have written: a vote's id and key, a token hash, an event of
+ * ours at its seq.
+ */
+static enum outcome_witness witness_check(struct store_writer *w, unsigned n)
+{
+    char a[STORE_I64_MAX], b[STORE_I64_MAX], x[STORE_I64_MAX];
+    const char *p[4] = {a, b, NULL, x};
+    const char *sql = NULL;
+    PGresult *res;
+    enum outcome_witness found;
+
+    fmt_xid32(x, w->xid);
+    for (unsigned i = 0; i < n && sql == NULL; i++) {
+        const struct store_op *op = w->batch[i];
+
+        if (op->status != STORE_OK)
+            continue;
+        if (op->kind == STORE_VOTE) {
+            fmt_i64(a, op->vote.id);
+            fmt_i64(b, op->vote.participant_id);
+            p[2] = op->vote.idem_key;
+            sql = "SELECT count(*) FROM votes WHERE id = $1 AND participant_id = $2 AND idem_key = $3 "
+                  "AND xmin = $4::text::xid";
+        } else if (op->event != NULL) {
+            fmt_i64(a, op->session_id);
+            fmt_i64(b, op->seq);
+            p[2] = w->store->instance_id;
+            sql = "SELECT count(*) FROM event_log WHERE session_id = $1 AND seq = $2 AND instance_id = $3 "
+                  "AND xmin = $4::text::xid";
+        } else if (op->kind == STORE_PARTICIPANT_CREATE || op->kind == STORE_SESSION_CREATE) {
+            /* The id twice: each statement names four parameters. */
+            fmt_i64(a, op->kind == STORE_SESSION_CREATE ? op->session_id : op->id);
+            fmt_i64(b, op->kind == STORE_SESSION_CREATE ? op->session_id : op->id);
+            p[2] = op->token_hash;
+            sql = op->kind == STORE_SESSION_CREATE
+                      ? "SELECT count(*) FROM sessions WHERE id = $1 AND id = $2 AND presenter_token_hash = $3 "
+                        "AND xmin = $4::text::xid"
+                      : "SELECT count(*) FROM participants WHERE id = $1 AND id = $2 AND token_hash = $3 "
+                        "AND xmin = $4::text::xid";
+        }
+    }
+    if (sql == NULL)
+        return OUTCOME_WITNESS_NONE;
+    res = db_exec(w->conn, "witness", sql, 4, p, PGRES_TUPLES_OK);
+    if (res == NULL)
+        return OUTCOME_WITNESS_NONE;
+    found = parse_i64(PQgetvalue(res, 0, 0)) > 0 ? OUTCOME_WITNESS_FOUND : OUTCOME_WITNESS_ABSENT;
+    PQclear(res);
+    return found;
+}
+
+/*
+ * Asks the server what became of the batch's transaction. Needs a connection;
+ * a check that fails drops a broken connection and answers UNREACHABLE.
+ * txid_status refuses an id at or past the next one the server will hand out
+ * (invalid_parameter_value): the server as it is now never handed it out,
+ * which after a crash means every WAL record of the transaction was lost, so
+ * it did not commit. "committed" must be confirmed by a witness row, since an
+ * id lost that way is handed out again (outcome.h).
+ */
+static enum outcome_check check_xid(struct store_writer *w, unsigned n)
+{
+    char xid[STORE_I64_MAX], err[STORE_ERR_MAX];
+    const char *p[1] = {xid};
+    const char *state;
+    PGresult *res;
+    enum outcome_check c = OUTCOME_UNREACHABLE;
+
+    TALLY_ASSERT(w->conn != NULL && w->xid > 0);
+    fmt_i64(xid, w->xid);
+    res = PQexecParams(w->conn, "SELECT txid_status($1::bigint)", 1, NULL, p, NULL, NULL, 0);
+    if (PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1) {
+        c = outcome_parse(PQgetisnull(res, 0, 0) ? NULL : PQgetvalue(res, 0, 0));
+    } else {
+        state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        if (state != NULL && strcmp(state, "22023") == 0)
+            c = OUTCOME_ABORTED;
+        log_warn("store: txid_status(%s): %s", xid, pq_msg(w->conn, res, err));
+    }
+    PQclear(res);
+    if (c == OUTCOME_UNREACHABLE && PQstatus(w->conn) == CONNECTION_BAD)
+        writer_disconnect(w);
+    if (c == OUTCOME_COMMITTED)
+        c = outcome_refine(c, witness_check(w, n));
+    return c;
+}
+
+/*
+ * The transaction is still running on the old backend: the server has not
+ * noticed the connection is gone (a network cut, say). End that backend, if
+ * it is still the one holding our transaction, so the outcome settles
+ * instead of waiting for TCP keepalives. A transaction already inside its
+ * commit finishes it either way; the next check reads what happened.
+ */
+static void end_old_backend(struct store_writer *w)
+{
+    char pid[STORE_I64_MAX], xid[STORE_I64_MAX];
+    const char *p[2] = {pid, xid};
+    PGresult *res;
+
+    fmt_i64(pid, w->backend_pid);
+    fmt_xid32(xid, w->xid); /* backend_xid is the 32-bit xid */
+    res = db_exec(w->conn, "end old backend",
+                  "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                  "WHERE pid = $1::int AND backend_xid = $2::text::xid",
+                  2, p, PGRES_TUPLES_OK);
+    PQclear(res);
+}
+
+static void sleep_ms(unsigned ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+/*
+ * The connection broke during run `attempt` of the batch. Finds out, never
+ * guesses, whether the transaction committed: on a fresh connection, asks
+ * txid_status about the id taken at BEGIN, rechecking while the answer is
+ * not known yet, until deadline_ms. Returns ACK, RETRY (w->conn is up) or
+ * FAIL; outcome.c holds the decision table.
+ */
+static enum outcome_action resolve_broken(struct store_writer *w, unsigned n, unsigned attempt,
+                                          uint64_t deadline_ms)
+{
+    struct store *s = w->store;
+    struct outcome_input in = {.commit_sent = w->commit_sent, .wrote = w->xid > 0, .attempts = attempt};
+    unsigned pause_ms = STORE_BACKOFF_MIN_MS;
+    enum outcome_action act;
+
+    TALLY_ASSERT(w->conn == NULL);
+    for (;;) {
+        in.reachable = w->conn != NULL || writer_connect(w);
+        in.check = OUTCOME_CHECK_NONE;
+        if (in.commit_sent && in.wrote)
+            in.check = in.reachable ? check_xid(w, n) : OUTCOME_UNREACHABLE;
+        in.reachable = w->conn != NULL;
+        in.time_left = clock_now_ms() < deadline_ms;
+        act = outcome_decide(&in);
+        if (act != OUTCOME_RECHECK)
+            break;
+        if (in.check == OUTCOME_IN_PROGRESS)
+            end_old_backend(w);
+        atomic_fetch_add(&s->n_rechecks, 1);
+        sleep_ms(pause_ms);
+        pause_ms = pause_ms * 2 > STORE_RECHECK_MS_MAX ? STORE_RECHECK_MS_MAX : pause_ms * 2;
+    }
+    if (in.commit_sent && in.wrote) {
+        atomic_fetch_add(act == OUTCOME_ACK     ? &s->n_resolved_committed
+                         : act == OUTCOME_RETRY ? &s->n_resolved_aborted
+                                                : &s->n_resolved_failed,
+                         1);
+        log_warn("store: writer %u: the answer to COMMIT of transaction %" PRId64 " was lost; "
+                 "the database says %s, so the batch is %s",
+                 w->index, w->xid, outcome_check_name(in.check),
+                 act == OUTCOME_ACK ? "acknowledged" : act == OUTCOME_RETRY ? "run again" : "failed");
+    }
+    return act;
+}
+
+static bool commit_batch(struct store_writer *w, unsigned n);
+
 /*
  * The batch failed on a live connection: a statement was refused (a vote
  * whose poll is gone, bytes the server rejects, a deadlock). One such
@@ -875,17 +1228,10 @@ static bool writer_rollback(struct store_writer *w)
  */
 static void retry_singly(struct store_writer *w, unsigned n)
 {
-    struct store_op *op;
-
     memcpy(w->retry, w->batch, n * sizeof(w->batch[0]));
     for (unsigned i = 0; i < n; i++) {
-        op = w->retry[i];
-        w->batch[0] = op;
-        if (w->conn != NULL && run_batch(w, 1))
-            continue;
-        op_fail(op);
-        if (w->conn != NULL && !writer_rollback(w))
-            log_warn("store: connection lost while retrying a failed batch");
+        w->batch[0] = w->retry[i];
+        commit_batch(w, 1);
     }
     memcpy(w->batch, w->retry, n * sizeof(w->batch[0]));
 }
@@ -894,21 +1240,25 @@ static void retry_singly(struct store_writer *w, unsigned n)
  * A connection idle since the last batch may have been closed by the server
  * (a restart, an administrator) without us noticing. Read what arrived; if
  * it is dead, reconnect once at once rather than fail a batch on it.
- * false: no connection (dropped; the writer goes on to back off).
+ * false: no connection (the writer goes on to back off).
  */
 static bool writer_ensure_conn(struct store_writer *w)
 {
-    struct pollfd pfd = {.fd = PQsocket(w->conn), .events = POLLIN};
-    bool alive = PQstatus(w->conn) == CONNECTION_OK;
+    struct pollfd pfd;
+    bool alive;
     PGconn *fresh;
 
+    if (w->conn == NULL)
+        return writer_connect(w);
+    pfd = (struct pollfd){.fd = PQsocket(w->conn), .events = POLLIN};
+    alive = PQstatus(w->conn) == CONNECTION_OK;
     /* An idle connection receives nothing, unless the server is ending it
      * (an error, then end of file) or reports a setting change. */
     for (unsigned i = 0; alive && i < STORE_IDLE_READS_MAX && poll(&pfd, 1, 0) == 1; i++)
         alive = PQconsumeInput(w->conn) && PQstatus(w->conn) == CONNECTION_OK;
     if (alive)
         return true;
-    fresh = db_connect(w->store->conninfo, true);
+    fresh = db_connect(w->store->conninfo, true, w->store->app_writer);
     if (fresh == NULL) {
         writer_disconnect(w);
         return false;
@@ -917,6 +1267,54 @@ static bool writer_ensure_conn(struct store_writer *w)
     w->conn = fresh;
     log_info("store: writer %u replaced a connection the server had closed", w->index);
     return true;
+}
+
+/*
+ * Runs the batch until it commits, or until each operation has its final
+ * status. true: the batch committed as one transaction (directly, or as
+ * found out after its connection broke during COMMIT).
+ */
+static bool commit_batch(struct store_writer *w, unsigned n)
+{
+    uint64_t deadline_ms = clock_now_ms() + STORE_RESOLVE_MS_MAX;
+
+    TALLY_ASSERT(n >= 1 && n <= STORE_BATCH_MAX);
+    w->votes_safe = false;
+    for (unsigned attempt = 1;; attempt++) {
+        enum outcome_action act;
+
+        if (!writer_ensure_conn(w))
+            break;
+        switch (run_batch(w, n)) {
+        case BATCH_COMMITTED:
+            return true;
+        case BATCH_CONFLICT:
+            TALLY_ASSERT(!w->votes_safe);
+            w->votes_safe = true;
+            attempt--; /* not a failure: the same run, with the careful statement */
+            if (writer_rollback(w))
+                continue;
+            fail_batch(w, n); /* the connection broke on ROLLBACK: nothing was committed */
+            return false;
+        case BATCH_REFUSED:
+            if (writer_rollback(w) && n > 1)
+                retry_singly(w, n);
+            else
+                fail_batch(w, n);
+            return false;
+        case BATCH_BROKEN:
+            break;
+        }
+        writer_disconnect(w);
+        act = resolve_broken(w, n, attempt, deadline_ms);
+        if (act == OUTCOME_ACK)
+            return true;
+        if (act != OUTCOME_RETRY)
+            break;
+        TALLY_ASSERT(w->conn != NULL);
+    }
+    fail_batch(w, n);
+    return false;
 }
 
 /* Process-wide storage metrics, registered once however many stores exist. */
@@ -962,21 +1360,10 @@ static void complete_batch(struct store_writer *w, unsigned n)
 {
     struct store *s = w->store;
     uint64_t t0 = clock_now_ns();
-    bool failed = false;
+    bool failed = !commit_batch(w, n);
 
-    if (!writer_ensure_conn(w)) {
-        for (unsigned i = 0; i < n; i++)
-            op_fail(w->batch[i]);
-    } else if (!run_batch(w, n)) {
-        failed = true;
+    if (failed)
         atomic_fetch_add(&s->n_failed_batches, 1);
-        if (writer_rollback(w) && n > 1) {
-            retry_singly(w, n);
-        } else {
-            for (unsigned i = 0; i < n; i++)
-                op_fail(w->batch[i]);
-        }
-    }
     store_metrics_batch(w, n, failed, clock_now_ns() - t0);
     atomic_fetch_add(&s->n_batches, 1);
     atomic_fetch_add(&s->n_ops, n);
@@ -1020,26 +1407,40 @@ static void fail_queued(struct store_writer *w)
 
 /* Waits for work; returns the batch size, 0 when the store is closing and
  * the queue is drained. */
+/*
+ * Wakes one sleeping writer for what is queued, unless one is already on its
+ * way: it will take everything queued by the time it runs, so a burst of
+ * submissions costs one wake-up, not one each. Caller holds s->lock.
+ */
+static void wake_one_locked(struct store *s)
+{
+    if (atomic_load(&s->sleepers) > 0 && !atomic_exchange(&s->waking, true))
+        pthread_cond_signal(&s->work);
+}
+
 static unsigned writer_take(struct store_writer *w)
 {
     struct store *s = w->store;
     unsigned n = dequeue_batch(s, w->batch);
 
-    if (n > 0)
-        return n;
     pthread_mutex_lock(&s->lock);
-    for (;;) {
-        n = dequeue_batch(s, w->batch);
-        if (n > 0 || s->closing)
-            break;
+    while (n == 0 && !s->closing) {
         atomic_fetch_add(&s->sleepers, 1);
         /* Pairs with the fence in store_submit: either the producer sees us
          * in sleepers and signals under the lock, or we see its op here. */
         atomic_thread_fence(memory_order_seq_cst);
-        if (queue_empty(s))
+        if (queue_empty(s)) {
             pthread_cond_wait(&s->work, &s->lock);
+            atomic_store(&s->waking, false); /* whoever was woken is awake */
+        }
         atomic_fetch_sub(&s->sleepers, 1);
+        n = dequeue_batch(s, w->batch);
     }
+    /* More than this batch is queued (it arrived while we woke, or passed
+     * STORE_BATCH_MAX): another writer, if one idles, commits it alongside. */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (n > 0 && !queue_empty(s))
+        wake_one_locked(s);
     pthread_mutex_unlock(&s->lock);
     return n;
 }
@@ -1073,14 +1474,11 @@ static bool writer_reconnect(struct store_writer *w, unsigned *backoff_ms)
             fail_queued(w);
         return false;
     }
-    w->conn = db_connect(s->conninfo, true);
-    if (w->conn == NULL) {
+    if (!writer_connect(w)) {
         *backoff_ms = *backoff_ms * 2 > STORE_BACKOFF_MAX_MS ? STORE_BACKOFF_MAX_MS : *backoff_ms * 2;
         return true;
     }
-    atomic_fetch_add(&s->connected, 1);
     *backoff_ms = STORE_BACKOFF_MIN_MS;
-    log_info("store: writer %u reconnected to the database", w->index);
     return true;
 }
 
@@ -1108,9 +1506,9 @@ static void *writer_main(void *arg)
 /* Signals a writer when one sleeps; the lock orders the signal after its wait. */
 static void wake_writers(struct store *s)
 {
-    if (atomic_load(&s->sleepers) > 0) {
+    if (atomic_load(&s->sleepers) > 0 && !atomic_load(&s->waking)) {
         pthread_mutex_lock(&s->lock);
-        pthread_cond_signal(&s->work);
+        wake_one_locked(s);
         pthread_mutex_unlock(&s->lock);
     }
     if (atomic_load(&s->connected) == 0) {
@@ -1135,6 +1533,7 @@ struct store *store_create(const struct store_config *cfg)
     s = xcalloc(1, sizeof(*s));
     s->conninfo = xstrdup(cfg->conninfo);
     s->instance_id = xstrdup(cfg->instance_id ? cfg->instance_id : "");
+    snprintf(s->app_writer, sizeof(s->app_writer), "%s%s", STORE_APP_WRITER, s->instance_id);
     s->pool = cfg->pool;
     if (s->pool > STORE_POOL_MAX) {
         /* Past a few connections per core commits only contend for the
@@ -1163,7 +1562,7 @@ struct store *store_create(const struct store_config *cfg)
 
 static int migrate_once(const char *conninfo)
 {
-    PGconn *c = db_connect(conninfo, false);
+    PGconn *c = db_connect(conninfo, false, STORE_APP);
     int rc;
 
     if (c == NULL)
@@ -1196,18 +1595,60 @@ static void join_writers(struct store *s, unsigned n)
     atomic_store(&s->connected, 0);
 }
 
+/*
+ * Ends the storage connections a previous run of this instance left behind
+ * (after a SIGKILL the server notices a dead client only when it next reads
+ * from it) and waits until they are gone. A transaction of theirs still
+ * committing then either commits or aborts before the load takes its
+ * snapshot, so the vote counts loaded cover every vote with an id up to the
+ * highest loaded (see store_load). Instances are told apart by instance id.
+ */
+static int end_previous_writers(struct store *s)
+{
+    const char *p[1] = {s->app_writer};
+    PGconn *c = db_connect(s->conninfo, false, STORE_APP);
+    PGresult *res;
+    int64_t ended = 0, left = 1;
+    uint64_t deadline_ms = clock_now_ms() + STORE_PREVIOUS_WAIT_MS;
+
+    if (c == NULL)
+        return -EIO;
+    res = db_exec(c, "end previous writers",
+                  "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                  "WHERE application_name = $1 AND pid <> pg_backend_pid()",
+                  1, p, PGRES_TUPLES_OK);
+    if (res != NULL)
+        ended = parse_i64(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    while (res != NULL && left > 0 && clock_now_ms() < deadline_ms) {
+        res = db_exec(c, "previous writers",
+                      "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", 1, p,
+                      PGRES_TUPLES_OK);
+        left = res != NULL ? parse_i64(PQgetvalue(res, 0, 0)) : 1;
+        PQclear(res);
+        if (left > 0)
+            sleep_ms(10);
+    }
+    PQfinish(c);
+    if (ended > 0)
+        log_info("store: ended %" PRId64 " database connection(s) left by a previous run", ended);
+    if (left > 0) /* not fatal: at worst a vote of theirs committing late is counted late */
+        log_warn("store: connections of a previous run of instance %s are still there", s->instance_id);
+    return res != NULL ? 0 : -EIO;
+}
+
 int store_start(struct store *s)
 {
     unsigned up = 0;
     int rc;
 
     TALLY_ASSERT(!s->running && !s->closing);
-    if (migrate_once(s->conninfo) < 0) {
+    if (migrate_once(s->conninfo) < 0 || end_previous_writers(s) < 0) {
         log_error("store: the database is unreachable or its schema cannot be migrated");
         return -EIO;
     }
     for (unsigned i = 0; i < s->pool; i++) {
-        s->writers[i].conn = db_connect(s->conninfo, false);
+        s->writers[i].conn = db_connect(s->conninfo, false, s->app_writer);
         up += s->writers[i].conn != NULL;
     }
     if (up == 0) {
@@ -1340,26 +1781,6 @@ static int load_participant(const struct store_loader *l, const PGresult *res, i
     return 0;
 }
 
-static int load_vote(const struct store_loader *l, const PGresult *res, int r)
-{
-    struct store_vote v = {
-        .id = parse_i64(PQgetvalue(res, r, 0)),
-        .session_id = parse_i64(PQgetvalue(res, r, 1)),
-        .poll_id = parse_i64(PQgetvalue(res, r, 2)),
-        .participant_id = parse_i64(PQgetvalue(res, r, 3)),
-    };
-
-    if (!parse_choices(PQgetvalue(res, r, 4), v.choices, &v.n_choices) ||
-        (size_t)PQgetlength(res, r, 5) > API_IDEM_KEY_MAX) {
-        log_error("store: vote %" PRId64 " has malformed choices or key", v.id);
-        return -EIO;
-    }
-    copy_str(v.idem_key, sizeof(v.idem_key), PQgetvalue(res, r, 5));
-    copy_str(v.created_at, sizeof(v.created_at), PQgetvalue(res, r, 6));
-    l->on_vote(l->arg, &v);
-    return 0;
-}
-
 /* Runs sql in single-row mode, so millions of votes never sit in memory at
  * once, and hands each row to fn. Stops calling fn after its first error
  * but always drains the results, leaving the connection usable. */
@@ -1389,7 +1810,54 @@ static int load_stream(PGconn *c, const char *sql, load_row_fn fn, const struct 
     return rc;
 }
 
-static int load_all(PGconn *c, const struct store_loader *l)
+static int load_vote_count(const struct store_loader *l, const PGresult *res, int r)
+{
+    struct store_vote_count row = {
+        .session_id = parse_i64(PQgetvalue(res, r, 0)),
+        .poll_id = parse_i64(PQgetvalue(res, r, 1)),
+        .votes = strtoull(PQgetvalue(res, r, 3), NULL, 10),
+    };
+
+    if (!parse_choices(PQgetvalue(res, r, 2), row.choices, &row.n_choices)) {
+        log_error("store: votes of poll %" PRId64 " have malformed choices %s", row.poll_id,
+                  PQgetvalue(res, r, 2));
+        return -EIO;
+    }
+    l->on_vote_count(l->arg, &row);
+    return 0;
+}
+
+/*
+ * Votes by aggregate: one row per (poll, choices), so a load costs the
+ * same for a thousand votes as for a million, bar the server's scan. The
+ * highest id comes from the primary key in the same snapshot.
+ */
+static int load_votes(PGconn *c, struct store_loader *l)
+{
+    PGresult *res;
+    int rc;
+
+    /* The planner, without statistics on a table just filled, expects many
+     * groups and would sort a million rows to disk; there are a few per
+     * poll, which a hash table holds in far less than this. */
+    if (!db_command(c, "load work_mem", "SET LOCAL work_mem = '" STORE_LOAD_WORK_MEM "'"))
+        return -EIO;
+    rc = load_stream(c,
+                     "SELECT p.session_id, v.poll_id, v.choices::text, v.n "
+                     "FROM (SELECT poll_id, choices, count(*) AS n FROM votes GROUP BY poll_id, choices) v "
+                     "JOIN polls p ON p.id = v.poll_id",
+                     load_vote_count, l);
+    if (rc < 0)
+        return rc;
+    res = db_exec(c, "vote id max", "SELECT coalesce(max(id), 0) FROM votes", 0, NULL, PGRES_TUPLES_OK);
+    if (res == NULL)
+        return -EIO;
+    l->vote_id_max = parse_i64(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return 0;
+}
+
+static int load_all(PGconn *c, struct store_loader *l)
 {
     int rc = 0;
 
@@ -1406,21 +1874,18 @@ static int load_all(PGconn *c, const struct store_loader *l)
     if (rc == 0 && l->on_participant)
         rc = load_stream(c, "SELECT session_id, id, token_hash FROM participants ORDER BY id", load_participant,
                          l);
-    if (rc == 0 && l->on_vote)
-        rc = load_stream(c,
-                         "SELECT id, session_id, poll_id, participant_id, choices::text, idem_key, "
-                         SQL_TIME("created_at") " FROM votes ORDER BY id",
-                         load_vote, l);
+    if (rc == 0 && l->on_vote_count)
+        rc = load_votes(c, l);
     return rc;
 }
 
-int store_load(struct store *s, const struct store_loader *l)
+int store_load(struct store *s, struct store_loader *l)
 {
     PGconn *c;
     int rc;
 
     TALLY_ASSERT(s != NULL && l != NULL);
-    c = db_connect(s->conninfo, false);
+    c = db_connect(s->conninfo, false, STORE_APP);
     if (c == NULL)
         return -EIO;
     /* One snapshot for all four tables: another instance may be writing, and

@@ -7,8 +7,11 @@
  * transaction with synchronous commit, so batches grow by themselves under
  * load and a lone operation commits at once. After COMMIT returns, and only
  * then, each operation's on_done is called on the writer thread. If the
- * transaction fails, every operation of the batch completes with
- * STORE_UNAVAILABLE (and may be retried by its client with the same key).
+ * connection breaks during COMMIT, the writer finds out from the database
+ * whether the transaction committed before completing anything (outcome.h);
+ * if it cannot, or the database is gone, every operation of the batch
+ * completes with STORE_UNAVAILABLE (and may be retried by its client with
+ * the same key), never as committed on a guess.
  */
 #ifndef TALLY_STORE_STORE_H
 #define TALLY_STORE_STORE_H
@@ -94,6 +97,11 @@ struct store_op {
     char *text;                /* owned: title or participant name, may be NULL */
     struct api_poll_spec poll; /* owned strings; POLL_CREATE */
     struct store_vote vote;    /* VOTE, VOTE_LOOKUP */
+    /* VOTE, in: the caller checked the vote against every vote of its
+     * participant (key and poll), so it is not expected to conflict and may
+     * go in by the faster plain INSERT; a conflict all the same is still
+     * caught and resolved as DUPLICATE or CONFLICT. */
+    bool vote_fresh;
     char created_at[STORE_TIME_MAX]; /* out */
     struct store_event *events;      /* out (EVENTS_SINCE): owned array, freed by store_op_free */
     uint32_t n_events;
@@ -128,12 +136,28 @@ struct store_poll_row {
     int state; /* 0 draft, 1 open, 2 closed */
 };
 
+/* How many stored votes of a poll chose exactly these options. */
+struct store_vote_count {
+    int64_t session_id;
+    int64_t poll_id;
+    uint8_t choices[API_CHOICES_MAX];
+    uint32_t n_choices;
+    uint64_t votes;
+};
+
+/*
+ * Votes are not loaded one by one: a load hands over their counts (one row
+ * per poll and set of choices) and the highest vote id they cover. Anything
+ * about a single stored vote (its key, who voted where) stays in the
+ * database, which answers for it on demand (STORE_VOTE, STORE_VOTE_LOOKUP).
+ */
 struct store_loader {
     void *arg;
     void (*on_session)(void *arg, const struct store_session_row *row);
     void (*on_poll)(void *arg, const struct store_poll_row *row);
     void (*on_participant)(void *arg, int64_t session_id, int64_t id, const char *token_hash);
-    void (*on_vote)(void *arg, const struct store_vote *row);
+    void (*on_vote_count)(void *arg, const struct store_vote_count *row);
+    int64_t vote_id_max; /* out: every vote counted has an id at or below it; 0 without votes */
 };
 
 struct store;
@@ -146,11 +170,11 @@ struct store *store_create(const struct store_config *cfg);
  */
 int store_start(struct store *s);
 /**
- * Streams every stored session, poll, participant and vote to the loader, in
- * that order (sessions first, then polls, then participants, then votes).
- * Before traffic starts; any thread. Returns 0 or -EIO.
+ * Streams every stored session, poll and participant, then the vote counts,
+ * to the loader, in that order, all from one snapshot. Before traffic
+ * starts; any thread. Returns 0 or -EIO.
  */
-int store_load(struct store *s, const struct store_loader *l);
+int store_load(struct store *s, struct store_loader *l);
 /**
  * Queues op. Any thread. false when the queue is full or the store is stopping:
  * the caller keeps op and answers 503 storage_unavailable.

@@ -3,10 +3,11 @@
 # database alone accepts. Builds an optimised tallyd and tally-stress, starts
 # tallyd on a fresh embedded PostgreSQL, drives `tally-stress votes` with 64
 # and 256 keep-alive clients, then, with tallyd idle, runs `tally-stress
-# rawpg` (tallyd's own INSERT ... unnest statement, 4 connections, batches
-# of 1000 and of 100 rows) against the SAME cluster, and prints both side by
-# side. Both paths commit with synchronous_commit on, so every row counted
-# is durable.
+# rawpg` against the SAME cluster, 4 connections x 1000-row batches, in three
+# forms: tallyd's own INSERT ... unnest ... ON CONFLICT ... RETURNING, the
+# plain INSERT ... unnest, and COPY; and prints all side by side, each rate
+# divided by the best raw one (the larger of plain and COPY). Every path
+# commits with synchronous_commit on, so every row counted is durable.
 #
 #   stress/bench_storage.sh [SECONDS=10]
 #
@@ -36,6 +37,21 @@ jfield() {
 }
 
 votes 64 || { echo "bench_storage: votes with 64 clients failed" >&2; exit 1; }
+# With BASE_TALLYD=/path/to/another/tallyd, that binary runs as a second
+# instance on the same cluster (--database-url) and gets the same 256-client
+# run, for a comparison of two builds in one run.
+BASE_PID=
+if [ -n "${BASE_TALLYD:-}" ]; then
+    BPORT=$((PORT + 1))
+    "$BASE_TALLYD" --listen "127.0.0.1:$BPORT" --database-url "host=$DATA/run user=tally dbname=postgres" \
+        --instance-id base --data-dir "$DATA/base" >>"$DATA/base.log" 2>&1 &
+    BASE_PID=$!
+    for _ in $(seq 1 3000); do curl -sf "http://127.0.0.1:$BPORT/readyz" >/dev/null 2>&1 && break; sleep 0.01; done
+    echo "== base: tally-stress votes --clients 256 --seconds $SECS"
+    "$BUILD"/bin/tally-stress votes --target 127.0.0.1:$BPORT --clients 256 --seconds "$SECS" \
+        --json "$DATA/votes-base.json" || true
+    kill -TERM "$BASE_PID"; wait "$BASE_PID" || true
+fi
 HIGH=
 for c in "${CLIENTS_HIGH[@]}"; do
     if votes "$c"; then HIGH=$c; break; fi
@@ -46,25 +62,28 @@ done
 # The votes runs have returned, so tallyd carries no traffic now; it keeps
 # running only because it owns the cluster.
 CONN="host=$DATA/run user=tally dbname=postgres"
-rawpg() {
-    echo "== tally-stress rawpg --connections 4 --batch $1 --seconds $SECS"
-    "$BUILD"/bin/tally-stress rawpg --conninfo "$CONN" --connections 4 --batch "$1" \
+rawpg() { # FORM
+    echo "== tally-stress rawpg --form $1 --connections 4 --batch 1000 --seconds $SECS"
+    "$BUILD"/bin/tally-stress rawpg --conninfo "$CONN" --form "$1" --connections 4 --batch 1000 \
         --seconds "$SECS" | tee "$DATA/rawpg-$1.txt"
 }
-rawpg 1000
-rawpg 100
-# rfield BATCH: "rows/s p50 p99" from a rawpg report.
+rawpg tallyd
+rawpg plain
+rawpg copy
+# rfield FORM: "rows/s p50 p99" from a rawpg report.
 rfield() {
     awk '/^rawpg:/ { if (match($0, /\([0-9]+ rows\/s/)) r = substr($0, RSTART + 1, RLENGTH - 8) }
          /^commit latency/ { p50 = $5; p99 = $7 }
          END { print r, p50, p99 }' "$DATA/rawpg-$1.txt"
 }
-read -r R1000 R1000_P50 R1000_P99 < <(rfield 1000)
-read -r R100 R100_P50 R100_P99 < <(rfield 100)
+read -r RT RT_P50 RT_P99 < <(rfield tallyd)
+read -r RP RP_P50 RP_P99 < <(rfield plain)
+read -r RC RC_P50 RC_P99 < <(rfield copy)
+BEST=$(awk -v a="$RP" -v b="$RC" 'BEGIN { print (a > b ? a : b) }')
 
 row() { # label rate p50 p99
-    awk -v l="$1" -v r="$2" -v a="$3" -v b="$4" -v r1="$R1000" -v r2="$R100" \
-        'BEGIN { printf "| %-40s | %9.0f | %7s | %7s | %6.2f | %6.2f |\n", l, r, a, b, r/r1, r/r2 }'
+    awk -v l="$1" -v r="$2" -v a="$3" -v b="$4" -v best="$BEST" \
+        'BEGIN { printf "| %-40s | %9.0f | %7s | %7s | %6.2f |\n", l, r, a, b, r/best }'
 }
 vrow() { # clients
     local f="$DATA/votes-$1.json"
@@ -73,11 +92,18 @@ vrow() { # clients
 }
 echo
 echo "durable rows/s, ${SECS} s each, one embedded PostgreSQL cluster; latency in ms"
-echo "(votes: HTTP ack; rawpg: statement + commit); x1000/x100 = rate / raw rate at that batch"
-printf "| %-40s | %9s | %7s | %7s | %6s | %6s |\n" "path" "rows/s" "p50" "p99" "x1000" "x100"
-echo "|------------------------------------------|-----------|---------|---------|--------|--------|"
+echo "(votes: HTTP ack; rawpg: statement + commit); / raw = rate / best raw rate (plain or COPY)"
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+printf "| %-40s | %9s | %7s | %7s | %6s |\n" "path" "rows/s" "p50" "p99" "/ raw"
+echo "|------------------------------------------|-----------|---------|---------|--------|"
 vrow 64
 vrow "$HIGH"
-row "raw unnest INSERT, 4 conns x batch 1000" "$R1000" "$R1000_P50" "$R1000_P99"
-row "raw unnest INSERT, 4 conns x batch 100" "$R100" "$R100_P50" "$R100_P99"
+if [ -f "$DATA/votes-base.json" ]; then
+    f="$DATA/votes-base.json"
+    row "base tallyd votes, 256 clients (HTTP ack)" "$(jfield "$f" "j['votes_per_s']")" \
+        "$(jfield "$f" "j['ack_ms']['p50']")" "$(jfield "$f" "j['ack_ms']['p99']")"
+fi
+row "raw, tallyd's INSERT, 4 conns x 1000" "$RT" "$RT_P50" "$RT_P99"
+row "raw, plain INSERT unnest, 4 conns x 1000" "$RP" "$RP_P50" "$RP_P99"
+row "raw, COPY, 4 conns x 1000" "$RC" "$RC_P50" "$RC_P99"
 [ "$HIGH" = 256 ] || echo "note: 256 clients failed; the high row uses $HIGH clients"

@@ -5,16 +5,21 @@
  * on the same cluster.
  *
  *   tally-stress rawpg --conninfo STR [--connections 4] [--batch 1000]
- *                      [--seconds 10]
+ *                      [--seconds 10] [--form tallyd|plain|copy]
  *
  * Setup creates one session, RAWPG_PARTICIPANTS participants and enough open
  * polls that every row is a new (poll, participant) pair, as every vote of
  * `tally-stress votes` is. Then `connections` threads, one libpq connection
  * each, insert `batch` rows per transaction for `seconds`. Each transaction
- * is one autocommitted statement, the very INSERT ... SELECT FROM unnest
- * ... ON CONFLICT DO NOTHING RETURNING store.c's writer runs, with
- * synchronous_commit on, so every row counted is durable. Prints rows/s and
- * the statement-plus-commit latency percentiles.
+ * is one autocommitted statement with synchronous_commit on, so every row
+ * counted is durable, in one of three forms:
+ *   tallyd  the very INSERT ... SELECT FROM unnest ... ON CONFLICT DO
+ *           NOTHING RETURNING store.c's writer runs (the default);
+ *   plain   the same INSERT ... SELECT FROM unnest without ON CONFLICT and
+ *           without RETURNING: the cheapest INSERT of these rows;
+ *   copy    COPY votes FROM STDIN, text format.
+ * The best of plain and copy is the raw rate tallyd is measured against.
+ * Prints rows/s and the statement-plus-commit latency percentiles.
  *
  * Threads: the batches are (poll, participant block) chunks handed out by
  * one atomic counter, so no thread runs dry while another has pairs left.
@@ -48,21 +53,25 @@
 
 static_assert(RAWPG_BATCH_MAX <= RAWPG_PARTICIPANTS, "a batch fits one poll's participants");
 
-/* tallyd's statement (store.c insert_votes), word for word. */
-#define RAWPG_INSERT_SQL                                                                       \
+#define RAWPG_UNNEST_SQL                                                                       \
     "INSERT INTO votes(session_id, poll_id, participant_id, choices, idem_key) "               \
     "SELECT s, p, pa, c::smallint[], k "                                                       \
     "FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::text[]) "           \
-    "AS t(s, p, pa, c, k) "                                                                    \
-    "ON CONFLICT DO NOTHING "                                                                  \
-    "RETURNING id, poll_id, participant_id, idem_key, "                                       \
-    "to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
+    "AS t(s, p, pa, c, k)"
+/* tallyd's statement (store.c insert_votes), word for word. */
+#define RAWPG_INSERT_SQL RAWPG_UNNEST_SQL " ON CONFLICT DO NOTHING RETURNING id, poll_id, participant_id, idem_key"
+#define RAWPG_COPY_SQL "COPY votes(session_id, poll_id, participant_id, choices, idem_key) FROM STDIN"
+#define RAWPG_COPY_ROW_MAX 128 /* one text row of COPY */
+
+enum rawpg_form { RAWPG_TALLYD, RAWPG_PLAIN, RAWPG_COPY };
+static const char *const rawpg_form_names[] = {"tallyd", "plain", "copy"};
 
 struct rawpg_opts {
     const char *conninfo;
     unsigned connections;
     unsigned batch;
     unsigned seconds;
+    enum rawpg_form form;
 };
 
 /* What setup created; read-only while the workers run. */
@@ -93,7 +102,7 @@ struct rawpg_worker {
 static void rawpg_usage(void)
 {
     fprintf(stderr, "usage: tally-stress rawpg --conninfo STR [--connections N] [--batch N]"
-                    " [--seconds S]\n");
+                    " [--seconds S] [--form tallyd|plain|copy]\n");
     exit(2);
 }
 
@@ -112,6 +121,12 @@ static void rawpg_parse(int argc, char **argv, struct rawpg_opts *o)
             o->batch = fo_parse_uint(f, v, 1, RAWPG_BATCH_MAX);
         else if (strcmp(f, "--seconds") == 0)
             o->seconds = fo_parse_uint(f, v, 1, 3600);
+        else if (strcmp(f, "--form") == 0 && strcmp(v, "tallyd") == 0)
+            o->form = RAWPG_TALLYD;
+        else if (strcmp(f, "--form") == 0 && strcmp(v, "plain") == 0)
+            o->form = RAWPG_PLAIN;
+        else if (strcmp(f, "--form") == 0 && strcmp(v, "copy") == 0)
+            o->form = RAWPG_COPY;
         else
             rawpg_usage();
     }
@@ -269,6 +284,41 @@ static void rawpg_build(struct rawpg_worker *w, uint64_t chunk)
         len[a] = rawpg_appendf(w->arr[a], len[a], cap, "}");
 }
 
+/* One batch by COPY: the same rows as text lines. Returns the rows the
+ * server reports, or -1. */
+static int rawpg_copy(struct rawpg_worker *w, PGconn *c, uint64_t chunk)
+{
+    const struct rawpg_plan *plan = w->plan;
+    int64_t poll = plan->polls[chunk / plan->blocks_per_poll];
+    unsigned first = (unsigned)(chunk % plan->blocks_per_poll) * w->o->batch;
+    size_t cap = (size_t)w->o->batch * RAWPG_COPY_ROW_MAX, len = 0;
+    char *buf = w->arr[0];
+    PGresult *res;
+    int rows = -1;
+
+    TALLY_ASSERT(w->arr_cap >= cap);
+    for (unsigned i = 0; i < w->o->batch; i++) {
+        int64_t pa = plan->participants[first + i];
+
+        len = rawpg_appendf(buf, len, cap, "%" PRId64 "\t%" PRId64 "\t%" PRId64 "\t{1}\tk-%" PRId64 "-%" PRId64 "\n",
+                            plan->session_id, poll, pa, poll, pa);
+    }
+    res = PQexec(c, RAWPG_COPY_SQL);
+    if (PQresultStatus(res) == PGRES_COPY_IN && PQputCopyData(c, buf, (int)len) == 1 &&
+        PQputCopyEnd(c, NULL) == 1) {
+        PQclear(res);
+        res = PQgetResult(c);
+        if (PQresultStatus(res) == PGRES_COMMAND_OK)
+            rows = atoi(PQcmdTuples(res));
+    }
+    if (rows < 0)
+        fprintf(stderr, "tally-stress rawpg: copy: %s", PQerrorMessage(c));
+    PQclear(res);
+    while ((res = PQgetResult(c)) != NULL)
+        PQclear(res);
+    return rows;
+}
+
 /* One batch: its statement and commit. false: the server refused it. */
 static bool rawpg_insert(struct rawpg_worker *w, PGconn *c, uint64_t chunk)
 {
@@ -277,18 +327,31 @@ static bool rawpg_insert(struct rawpg_worker *w, PGconn *c, uint64_t chunk)
     uint64_t t0;
     int rows;
 
+    if (w->o->form == RAWPG_COPY) {
+        t0 = fo_now_ns();
+        rows = rawpg_copy(w, c, chunk);
+        if (rows < 0)
+            return false;
+        hist_add(&w->hist, fo_now_ns() - t0);
+        TALLY_ASSERT((unsigned)rows <= w->o->batch);
+        w->rows += (unsigned)rows;
+        w->conflicts += w->o->batch - (unsigned)rows;
+        w->commits++;
+        return true;
+    }
     rawpg_build(w, chunk);
     for (unsigned a = 0; a < RAWPG_ARRAYS; a++)
         params[a] = w->arr[a];
     t0 = fo_now_ns();
-    res = PQexecParams(c, RAWPG_INSERT_SQL, RAWPG_ARRAYS, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+    res = PQexecParams(c, w->o->form == RAWPG_TALLYD ? RAWPG_INSERT_SQL : RAWPG_UNNEST_SQL, RAWPG_ARRAYS,
+                       NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != (w->o->form == RAWPG_TALLYD ? PGRES_TUPLES_OK : PGRES_COMMAND_OK)) {
         fprintf(stderr, "tally-stress rawpg: insert: %s", PQerrorMessage(c));
         PQclear(res);
         return false;
     }
     hist_add(&w->hist, fo_now_ns() - t0);
-    rows = PQntuples(res);
+    rows = w->o->form == RAWPG_TALLYD ? PQntuples(res) : atoi(PQcmdTuples(res));
     TALLY_ASSERT(rows >= 0);
     TALLY_ASSERT((unsigned)rows <= w->o->batch);
     PQclear(res);
@@ -338,7 +401,9 @@ static uint64_t rawpg_run(const struct rawpg_opts *o, struct rawpg_plan *plan,
         w->o = o;
         w->plan = plan;
         w->deadline_ns = t0 + (uint64_t)o->seconds * 1000000000ull;
-        w->arr_cap = (size_t)o->batch * RAWPG_ELEM_BYTES_MAX + 3;
+        /* Room for a batch of array elements or of COPY rows. */
+        w->arr_cap = (size_t)o->batch * (RAWPG_ELEM_BYTES_MAX > RAWPG_COPY_ROW_MAX ? RAWPG_ELEM_BYTES_MAX
+                                                                                 : RAWPG_COPY_ROW_MAX) + 3;
         for (unsigned a = 0; a < RAWPG_ARRAYS; a++)
             w->arr[a] = xmalloc(w->arr_cap);
         hist_init(&w->hist);
@@ -371,9 +436,9 @@ static int rawpg_report(const struct rawpg_opts *o, const struct rawpg_worker *w
         failed |= ws[i].failed;
         exhausted |= ws[i].exhausted;
     }
-    printf("rawpg: %u connections x batch %u, %.1f s: %" PRIu64 " rows in %" PRIu64
+    printf("rawpg: %s, %u connections x batch %u, %.1f s: %" PRIu64 " rows in %" PRIu64
            " commits (%.0f rows/s, %.1f commits/s), %" PRIu64 " conflicts\n",
-           o->connections, o->batch, secs, rows, commits, (double)rows / secs,
+           rawpg_form_names[o->form], o->connections, o->batch, secs, rows, commits, (double)rows / secs,
            (double)commits / secs, conflicts);
     printf("commit latency ms: p50 %.2f  p99 %.2f  max %.2f\n", fo_ms(hist_quantile(all, 0.50)),
            fo_ms(hist_quantile(all, 0.99)), fo_ms(all->max));

@@ -5,7 +5,10 @@ Each trial opens a fresh poll, joins P participants and sends all their votes
 at once. At a random moment of that burst it either kills tallyd with SIGKILL
 and starts it again on the same data directory (--mode kill), or stops the
 embedded PostgreSQL in immediate mode and starts it again half a second later
-while tallyd keeps running (--mode pgstop). Clients behave like phones: an
+while tallyd keeps running (--mode pgstop), or, for the whole burst, keeps
+ending one of tallyd's storage connections every few milliseconds with
+pg_terminate_backend, so that connections break before, during and after
+COMMIT while the database stays up (--mode pgterm). Clients behave like phones: an
 answer that never came, or a 503/429, is retried with the same
 Idempotency-Key until 201, 200 or 409, or a deadline.
 
@@ -18,7 +21,7 @@ client never answered) makes the tool exit 1.
 One data directory serves all trials of a run; every wait has a timeout and
 the tool kills tallyd and stops the cluster it started, whatever happens.
 
-usage: crash_trials.py --tallyd build/bin/tallyd --trials N --mode kill|pgstop
+usage: crash_trials.py --tallyd build/bin/tallyd --trials N --mode kill|pgstop|pgterm
                        [--participants 300] [--seed S]
 """
 import argparse
@@ -55,6 +58,9 @@ PG_STOP_PAUSE_S = 0.5
 PG_CTL_TIMEOUT_S = 90
 PSQL_TIMEOUT_S = 30
 CALIBRATION_BURSTS = 3      # fault-free bursts that measure how long a burst lasts
+PGTERM_GAP_MS = (2, 15)     # pgterm: pause between two terminations, drawn uniformly
+WRITER_APP = "tallyd-writer "  # application_name of tallyd's storage connections, then the instance id
+RESOLVED_LOG = "the answer to COMMIT of transaction"
 BURST_ESTIMATE_MIN_S = 0.02
 
 
@@ -206,6 +212,32 @@ class Run:
             return subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                   cwd=self.t.data_dir, timeout=PG_CTL_TIMEOUT_S).returncode
 
+    def pgterm(self, rng, stop):
+        """Ends one random storage connection of tallyd every few ms until
+        stop is set; returns how many were ended. One psql session does it
+        all, so a termination costs a round trip, not a process start."""
+        cmd = ["psql", "-h", os.path.join(self.t.data_dir, "run"), "-U", "tally", "-d", "postgres",
+               "-At", "-q", "-v", "ON_ERROR_STOP=0"]
+        p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                             text=True)
+        sent = 0
+        try:
+            while not stop.is_set():
+                p.stdin.write("SELECT count(pg_terminate_backend(pid)) FROM (SELECT pid FROM pg_stat_activity "
+                              "WHERE application_name LIKE '%s%%' ORDER BY random() LIMIT 1) t;\n" % WRITER_APP)
+                p.stdin.flush()
+                sent += 1
+                stop.wait(rng.uniform(*PGTERM_GAP_MS) / 1000.0)
+            p.stdin.close()
+            out = p.stdout.read()
+            p.wait(timeout=PSQL_TIMEOUT_S)
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        ended = sum(int(x) for x in out.split() if x.isdigit())
+        return sent, ended
+
     def fault(self):
         if self.args.mode == "kill":
             self.t.kill9()
@@ -220,11 +252,14 @@ class Run:
         if rc != 0:
             raise RuntimeError("pg_ctl start failed with %d" % rc)
 
-    def fault_at(self, start, delay):
+    def fault_at(self, start, delay, rng, stop):
         try:
             time.sleep(max(0.0, start + delay - time.monotonic()))
             self.fault_time = time.monotonic()
-            self.fault()
+            if self.args.mode == "pgterm":
+                self.terminated = self.pgterm(rng, stop)
+            else:
+                self.fault()
         except Exception as e:  # reported by the trial, never swallowed
             self.fault_error = e
 
@@ -302,7 +337,7 @@ class Run:
             raise RuntimeError("joining failed: %s" % (errors[:1] or "timeout"))
         return code, ptok, poll["id"], voters
 
-    def burst(self, poll_id, voters, fault_delay):
+    def burst(self, poll_id, voters, fault_delay, rng):
         stats = collections.Counter()
         lock = threading.Lock()
         jobs = queue.Queue()
@@ -325,9 +360,12 @@ class Run:
 
         self.fault_error = None
         self.fault_time = None
+        self.terminated = (0, 0)
         fault_thread = None
+        stop = threading.Event()
         if fault_delay is not None:
-            fault_thread = threading.Thread(target=self.fault_at, args=(start, fault_delay), daemon=True)
+            fault_thread = threading.Thread(target=self.fault_at, args=(start, fault_delay, rng, stop),
+                                            daemon=True)
             fault_thread.start()
         threads = [threading.Thread(target=worker, daemon=True) for _ in range(min(WORKERS_MAX, len(voters)))]
         for th in threads:
@@ -335,6 +373,7 @@ class Run:
         for th in threads:
             th.join(timeout=CLIENT_DEADLINE_S + 2 * REQUEST_TIMEOUT_S)
         elapsed = time.monotonic() - start
+        stop.set()
         if fault_thread:
             fault_thread.join(timeout=2 * PG_CTL_TIMEOUT_S + READY_TIMEOUT_S)
             if fault_thread.is_alive():
@@ -488,11 +527,21 @@ class Run:
             raise RuntimeError("tallyd not ready before trial %d" % n)
         code, ptok, poll_id, voters = self.setup(n, rng)
         delay = None if n <= 0 else rng.uniform(0, self.burst_estimate)
-        elapsed, stats = self.burst(poll_id, voters, delay)
-        if self.args.mode == "pgstop" and not self.wait_ready():
+        if delay is not None and self.args.mode == "pgterm":
+            delay /= 4  # terminations run to the end of the burst: start them early
+        resolved_before = self.resolved()
+        elapsed, stats = self.burst(poll_id, voters, delay, rng)
+        if self.args.mode in ("pgstop", "pgterm") and not self.wait_ready():
             raise RuntimeError("tallyd did not become ready again within %d s after PostgreSQL returned" %
                                READY_TIMEOUT_S)
         bad, notes, seen = self.verify(code, ptok, poll_id, voters)
+        seen["resolved"] = self.resolved() - resolved_before
+        seen["terminated"] = self.terminated
+        if self.args.mode == "pgterm" and seen["acked_by_200"]:
+            # The database stayed up: every lost answer to COMMIT must have
+            # been resolved by tallyd, never left to the client's retry.
+            bad["unresolved"] += seen["acked_by_200"]
+            notes.append("unresolved: %d votes committed but first answered 503" % seen["acked_by_200"])
         retries = sum(v.attempts - 1 for v in voters)
         conn_errors = sum(v.conn_errors for v in voters)
         # How far the burst had come when the fault struck: a fault after the
@@ -500,6 +549,19 @@ class Run:
         seen["acked_before_fault"] = sum(1 for v in voters if v.ack_time is not None and
                                          self.fault_time is not None and v.ack_time < self.fault_time)
         return elapsed, delay, stats, bad, notes, seen, retries, conn_errors
+
+    def resolved(self):
+        """Counts of lost COMMIT answers tallyd resolved by checking, by what
+        the database said, from its log (which survives restarts)."""
+        c = collections.Counter()
+        try:
+            with open(self.t.log_path, errors="replace") as f:
+                for line in f:
+                    if RESOLVED_LOG in line:
+                        c[line.split("the database says ", 1)[-1].split(",", 1)[0]] += 1
+        except OSError:
+            pass
+        return c
 
     def run(self):
         a = self.args
@@ -530,6 +592,13 @@ class Run:
                 what = "%s at %4.0f ms of ~%.0f (%d/%d acked before it)" % (
                     a.mode, delay * 1000, self.burst_estimate * 1000, seen["acked_before_fault"],
                     len(seen["voters"]))
+            if a.mode == "pgterm" and n > 0:
+                what = "pgterm from %4.0f ms (%d/%d acked before it), %d of %d terminations ended a connection" % (
+                    delay * 1000, seen["acked_before_fault"], len(seen["voters"]), seen["terminated"][1],
+                    seen["terminated"][0])
+            if seen["resolved"]:
+                what += ", COMMIT answers lost and resolved: %s" % ", ".join(
+                    "%s %d" % kv for kv in sorted(seen["resolved"].items()))
             label = ("trial %3d/%d" % (n, a.trials) if n > 0 else
                      "calibration %d/%d" % (n + CALIBRATION_BURSTS, CALIBRATION_BURSTS))
             line = ("%s seed %d: %s, burst %5.0f ms: acked %d (%d by 200 to a retry), lost %d, duplicated %d, "
@@ -546,15 +615,25 @@ class Run:
                 self.total["acked"] += seen["acked"]
                 self.total["retries"] += retries
                 self.total["acked_by_200"] += seen["acked_by_200"]
+                self.total["terminations"] += seen["terminated"][1]
+                for k, v in seen["resolved"].items():
+                    self.total["resolved " + k] += v
             if sum(bad.values()):
                 failures += 1
                 self.keep_logs(n)
+        extra = ""
+        if a.mode == "pgterm":
+            extra += ", %d unresolved, %d connections ended" % (self.total["unresolved"], self.total["terminations"])
+        resolved = sorted((k[len("resolved "):], v) for k, v in self.total.items() if k.startswith("resolved "))
+        if resolved:
+            extra += ", lost COMMIT answers resolved: %s" % ", ".join("%s %d" % kv for kv in resolved)
         print("%d trials: %d lost, %d duplicated, %d altered, %d unanswered "
               "(mode %s, %d participants, seed %d, %d acked, %d of them by 200 to a retry, %d retries, "
-              "%d faults during the burst, %.0f s)" %
+              "%d faults during the burst%s, %.0f s)" %
               (a.trials, self.total["lost"], self.total["duplicated"], self.total["mismatched"],
                self.total["unanswered"], a.mode, a.participants, a.seed, self.total["acked"],
-               self.total["acked_by_200"], self.total["retries"], self.total["during"], time.monotonic() - t_run), flush=True)
+               self.total["acked_by_200"], self.total["retries"], self.total["during"], extra,
+               time.monotonic() - t_run), flush=True)
         return 1 if failures else 0
 
     def keep_logs(self, n):
@@ -572,7 +651,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--tallyd", required=True)
     ap.add_argument("--trials", type=int, required=True)
-    ap.add_argument("--mode", choices=("kill", "pgstop"), required=True)
+    ap.add_argument("--mode", choices=("kill", "pgstop", "pgterm"), required=True)
     ap.add_argument("--participants", type=int, default=300)
     ap.add_argument("--seed", type=int, default=None)
     a = ap.parse_args()

@@ -247,6 +247,14 @@ static void fake_apply(struct store *s, struct store_op *op)
         break;
     case STORE_VOTE_LOOKUP:
         op->status = STORE_NOT_FOUND;
+        for (size_t i = 0; i < s->n_votes; i++) {
+            if (s->votes[i].participant_id == op->vote.participant_id &&
+                strcmp(s->votes[i].idem_key, op->vote.idem_key) == 0) {
+                op->vote = s->votes[i];
+                op->status = STORE_OK;
+                break;
+            }
+        }
         break;
     case STORE_EVENTS_SINCE:
         fake_events_since(s, op);
@@ -402,7 +410,7 @@ void store_op_free(struct store_op *op)
     free(op);
 }
 
-int store_load(struct store *s, const struct store_loader *l)
+int store_load(struct store *s, struct store_loader *l)
 {
     pthread_mutex_lock(&s->mu);
     for (size_t i = 0; i < s->n_sessions; i++) {
@@ -430,8 +438,22 @@ int store_load(struct store *s, const struct store_loader *l)
     }
     for (size_t i = 0; i < s->n_parts; i++)
         l->on_participant(l->arg, s->parts[i].session_id, s->parts[i].id, s->parts[i].hash);
-    for (size_t i = 0; i < s->n_votes; i++)
-        l->on_vote(l->arg, &s->votes[i]);
+    /* Votes as counts, one row per vote (the loader adds them up), and the
+     * highest id, as the real store's aggregate hands them over. */
+    l->vote_id_max = 0;
+    for (size_t i = 0; i < s->n_votes; i++) {
+        struct store_vote_count row = {
+            .session_id = s->votes[i].session_id,
+            .poll_id = s->votes[i].poll_id,
+            .n_choices = s->votes[i].n_choices,
+            .votes = 1,
+        };
+
+        memcpy(row.choices, s->votes[i].choices, sizeof(row.choices));
+        l->on_vote_count(l->arg, &row);
+        if (s->votes[i].id > l->vote_id_max)
+            l->vote_id_max = s->votes[i].id;
+    }
     pthread_mutex_unlock(&s->mu);
     return 0;
 }

@@ -1072,6 +1072,24 @@ static void test_lost_ack(void **state)
     expect_status(vote(poll, p.token, "lost", (const uint8_t[]){1}, 1), 200);
     expect_results(poll, s.token, "0,1|1|1");
 
+    /* Lost again, and this time the poll closes before the retry: the key
+     * still answers with the vote the database holds, not poll_not_open. */
+    {
+        struct part r;
+        int64_t poll3 = create_poll(&s, POLL_SINGLE, 2, 1);
+
+        open_poll(&s, poll3);
+        join(&s, &r);
+        fake_store_fail_next(W.st, STORE_VOTE, STORE_UNAVAILABLE, 1, true);
+        expect_error(vote(poll3, r.token, "late", (const uint8_t[]){0}, 1), 503, "storage_unavailable");
+        expect_status(poll_do(API_POLL_CLOSE, poll3, s.token), 200);
+        c = vote(poll3, r.token, "late", (const uint8_t[]){0}, 1);
+        assert_int_equal(c->status, 200);
+        assert_int_equal(jint(c->json, "vote", "poll_id"), poll3);
+        call_free(c);
+        expect_error(vote(poll3, r.token, "other", (const uint8_t[]){0}, 1), 409, "poll_not_open");
+    }
+
     /* A vote the database has and memory does not (another instance took it). */
     {
         struct part q;
@@ -1339,6 +1357,23 @@ static void test_load(void **state)
         call_free(c);
         expect_error(vote(a, p1.token, "a1-new", (const uint8_t[]){0}, 1), 409, "already_voted");
         expect_error(vote(c_poll, p1.token, "c1", (const uint8_t[]){0}, 1), 409, "poll_not_open");
+        /* Votes are not loaded, only counted: the store answers for an old
+         * key on a closed poll, on another poll, or with choices the poll
+         * refuses, and the vote is not counted a second time. */
+        c = vote(c_poll, p2.token, "c2", (const uint8_t[]){0}, 1);
+        assert_int_equal(c->status, 200);
+        assert_int_equal(jint(c->json, "vote", "poll_id"), c_poll);
+        call_free(c);
+        c = vote(b, p1.token, "a1", (const uint8_t[]){1}, 1);
+        assert_int_equal(c->status, 200);
+        assert_string_equal(c->body, first_vote);
+        call_free(c);
+        c = vote(a, p2.token, "a2", (const uint8_t[]){7}, 1);
+        assert_int_equal(c->status, 200);
+        assert_int_equal(jint(c->json, "vote", "poll_id"), a);
+        call_free(c);
+        expect_results(a, s.token, "0,0,2|2|2");
+        expect_results(b, s.token, before[1]);
         /* Tokens still work, in their roles; the other session's is still another's. */
         expect_error(call(req_new(API_EXPORT_CSV, s.code, 0, p1.token)), 403, "forbidden");
         expect_error(call(req_new(API_SESSION_GET, s.code, 0, other.token)), 403, "forbidden");

@@ -4,7 +4,8 @@
  * two stores acting as two instances), event replay and its row limit,
  * event_log retention, votes with duplicates and conflicts (across batches
  * and inside one batch), batch and queue limits, draining on stop, loading,
- * and the database going away and coming back.
+ * the connection cut around COMMIT (the outcome found by checking, through a
+ * hook of store.c), and the database going away and coming back.
  *
  * The store's .c is included to reach its counters (batches committed) and
  * its array-literal helpers. A "gate" operation whose on_done blocks the only
@@ -16,6 +17,7 @@
 #include <ftw.h>
 #include <glob.h>
 #include <limits.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -1334,6 +1336,66 @@ static void test_vote_conflicts_in_one_batch(void **state)
     store_destroy(s);
 }
 
+/* Fresh votes go in by a plain INSERT; one that conflicts all the same makes
+ * the batch run again with ON CONFLICT, and every answer is as usual. */
+static void test_fresh_votes(void **state)
+{
+    struct store *s = store_up(conninfo, 1, 0, "inst-a");
+    int64_t sid = make_session(s), seq0, p1 = make_poll(s, sid, &seq0);
+    int64_t u1 = make_participant(s, sid), u2 = make_participant(s, sid), u3 = make_participant(s, sid);
+    struct store_op *first = vote_op(sid, p1, u1, "k1", (uint8_t[]){0}, 1), *g, *ops[5];
+    PGconn *c = db_open(conninfo);
+    char sq[STORE_I64_MAX];
+
+    (void)state;
+    submit_wait(s, first);
+    assert_int_equal(first->status, STORE_OK);
+    /* All fresh and new: one batch, the plain statement. */
+    ops[0] = vote_op(sid, p1, u2, "k2", (uint8_t[]){1}, 1);
+    ops[1] = vote_op(sid, p1, u3, "k3", (uint8_t[]){2}, 1);
+    tracker_reset();
+    g = gate_close(s);
+    for (int i = 0; i < 2; i++) {
+        ops[i]->vote_fresh = true;
+        assert_true(store_submit(s, ops[i]));
+    }
+    gate_open();
+    wait_done(3);
+    store_op_free(g);
+    assert_int_equal(ops[0]->status, STORE_OK);
+    assert_int_equal(ops[1]->status, STORE_OK);
+    assert_time(ops[0]->vote.created_at);
+    /* Called fresh, yet a retry of k1 and a second vote of u2: resolved. */
+    ops[2] = vote_op(sid, p1, u1, "k1", (uint8_t[]){3}, 1);
+    ops[3] = vote_op(sid, p1, u2, "k2-new", (uint8_t[]){3}, 1);
+    ops[4] = poll_op(sid, POLL_SINGLE, 2, 1); /* a batch-mate that must not be done twice */
+    tracker_reset();
+    g = gate_close(s);
+    for (int i = 2; i < 5; i++) {
+        ops[i]->vote_fresh = true;
+        assert_true(store_submit(s, ops[i]));
+    }
+    gate_open();
+    wait_done(4);
+    store_op_free(g);
+    assert_int_equal(ops[2]->status, STORE_DUPLICATE);
+    assert_same_vote(&ops[2]->vote, &first->vote);
+    assert_int_equal(ops[3]->status, STORE_CONFLICT);
+    assert_int_equal(ops[4]->status, STORE_OK);
+    assert_int_equal(ops[4]->seq, seq0 + 1);
+    assert_int_equal(atomic_load(&s->n_failed_batches), 0);
+    assert_votes_table(p1, (struct store_op *[]){first, ops[0], ops[1]}, 3);
+    fmt_i64(sq, sid);
+    assert_int_equal(db_i64(c, "SELECT count(*) FROM event_log WHERE session_id = $1", 1,
+                            (const char *[]){sq}), seq0 + 1);
+    assert_int_equal(db_i64(c, "SELECT count(*) FROM polls WHERE session_id = $1", 1, (const char *[]){sq}), 2);
+    for (int i = 0; i < 5; i++)
+        store_op_free(ops[i]);
+    store_op_free(first);
+    PQfinish(c);
+    store_destroy(s);
+}
+
 /* A refused statement fails only its own operation, not its batch-mates. */
 static void test_refused_op_isolated(void **state)
 {
@@ -1485,8 +1547,8 @@ struct collected {
     char options[4][4][64];
     int64_t parts[4][2];
     char part_hash[4][STORE_HASH_HEX + 1];
-    struct store_vote votes[8];
-    unsigned n_sessions, n_polls, n_parts, n_votes;
+    struct store_vote_count counts[8];
+    unsigned n_sessions, n_polls, n_parts, n_counts;
 };
 
 static void note(struct collected *c, char kind)
@@ -1532,17 +1594,19 @@ static void on_participant_row(void *arg, int64_t session_id, int64_t id, const 
     c->n_parts++;
 }
 
-static void on_vote_row(void *arg, const struct store_vote *row)
+static void on_vote_count_row(void *arg, const struct store_vote_count *row)
 {
     struct collected *c = arg;
 
     note(c, 'v');
-    assert_true(c->n_votes < ARRAY_LEN(c->votes));
-    c->votes[c->n_votes++] = *row;
+    assert_true(c->n_counts < ARRAY_LEN(c->counts));
+    c->counts[c->n_counts++] = *row;
 }
 
+#define FIXTURE_VOTES 5
+
 struct load_fixture {
-    struct store_op *s1, *s2, *p[3], *u[3], *v[4];
+    struct store_op *s1, *s2, *p[3], *u[3], *v[FIXTURE_VOTES];
 };
 
 static void load_fixture_build(struct store *s, struct load_fixture *f)
@@ -1576,7 +1640,8 @@ static void load_fixture_build(struct store *s, struct load_fixture *f)
     f->v[1] = vote_op(f->s1->id, f->p[1]->id, f->u[1]->id, "b\"", (uint8_t[]){1}, 1);
     f->v[2] = vote_op(f->s1->id, f->p[0]->id, f->u[0]->id, "c", (uint8_t[]){2}, 1);
     f->v[3] = vote_op(f->s2->id, f->p[2]->id, f->u[2]->id, "d", (uint8_t[]){3}, 1);
-    for (int i = 0; i < 4; i++) {
+    f->v[4] = vote_op(f->s1->id, f->p[0]->id, f->u[1]->id, "e", (uint8_t[]){2}, 1); /* as v[2] */
+    for (int i = 0; i < FIXTURE_VOTES; i++) {
         submit_wait(s, f->v[i]);
         assert_int_equal(f->v[i]->status, STORE_OK);
     }
@@ -1590,13 +1655,51 @@ static void load_fixture_free(struct load_fixture *f)
         store_op_free(f->p[i]);
         store_op_free(f->u[i]);
     }
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < FIXTURE_VOTES; i++)
         store_op_free(f->v[i]);
 }
 
-static void assert_loaded(const struct collected *c, const struct load_fixture *f)
+/* The count row of poll with exactly these choices, or NULL. */
+static const struct store_vote_count *count_of(const struct collected *c, const struct store_vote *v)
 {
-    assert_string_equal(c->order, "sspppuuuvvvv");
+    for (unsigned i = 0; i < c->n_counts; i++) {
+        const struct store_vote_count *r = &c->counts[i];
+
+        if (r->poll_id == v->poll_id && r->n_choices == v->n_choices &&
+            memcmp(r->choices, v->choices, v->n_choices) == 0)
+            return r;
+    }
+    return NULL;
+}
+
+/* Votes come as counts per (poll, choices), in no particular order. */
+static void assert_vote_counts(const struct collected *c, const struct load_fixture *f, int64_t id_max)
+{
+    uint64_t sum = 0;
+    int64_t want_max = 0;
+
+    for (int i = 0; i < FIXTURE_VOTES; i++) {
+        const struct store_vote_count *r = count_of(c, &f->v[i]->vote);
+        uint64_t same = 0;
+
+        assert_non_null(r);
+        assert_int_equal(r->session_id, f->v[i]->session_id);
+        for (int k = 0; k < FIXTURE_VOTES; k++)
+            same += count_of(c, &f->v[k]->vote) == r;
+        assert_int_equal(r->votes, same);
+        if (f->v[i]->vote.id > want_max)
+            want_max = f->v[i]->vote.id;
+    }
+    for (unsigned i = 0; i < c->n_counts; i++)
+        sum += c->counts[i].votes;
+    assert_int_equal(sum, FIXTURE_VOTES);
+    assert_int_equal(c->n_counts, FIXTURE_VOTES - 1); /* v[2] and v[4] share a row */
+    assert_int_equal(id_max, want_max);
+}
+
+static void assert_loaded(struct collected *c, const struct load_fixture *f, int64_t id_max)
+{
+    assert_string_equal(c->order, "sspppuuuvvvv"); /* five votes, four (poll, choices) */
     assert_int_equal(c->sessions[0].id, f->s1->id);
     assert_string_equal(c->titles[0], "Quiz \"one\" ünï");
     assert_false(c->sessions[0].closed);
@@ -1618,8 +1721,7 @@ static void assert_loaded(const struct collected *c, const struct load_fixture *
     assert_int_equal(c->polls[0].state, 0);
     assert_int_equal(c->polls[1].state, 1);
     assert_int_equal(c->polls[2].state, 2);
-    for (int i = 0; i < 4; i++)
-        assert_same_vote(&c->votes[i], &f->v[i]->vote);
+    assert_vote_counts(c, f, id_max);
 }
 
 static void test_load(void **state)
@@ -1628,8 +1730,8 @@ static void test_load(void **state)
     struct store *s;
     struct load_fixture f;
     struct collected *c = xcalloc(1, sizeof(*c));
-    struct store_loader l = {c, on_session_row, on_poll_row, on_participant_row, on_vote_row};
-    struct store_loader votes_only = {c, NULL, NULL, NULL, on_vote_row};
+    struct store_loader l = {c, on_session_row, on_poll_row, on_participant_row, on_vote_count_row, -1};
+    struct store_loader votes_only = {c, NULL, NULL, NULL, on_vote_count_row, -1};
 
     (void)state;
     db_run(conninfo, "CREATE DATABASE load_db");
@@ -1637,10 +1739,11 @@ static void test_load(void **state)
     s = store_up(ci, 2, 0, "inst-a");
     load_fixture_build(s, &f);
     assert_int_equal(store_load(s, &l), 0);
-    assert_loaded(c, &f);
+    assert_loaded(c, &f, l.vote_id_max);
     memset(c, 0, sizeof(*c));
     assert_int_equal(store_load(s, &votes_only), 0);
     assert_string_equal(c->order, "vvvv");
+    assert_vote_counts(c, &f, votes_only.vote_id_max);
 
     /* Rows the store cannot have written are refused, not half-loaded. */
     db_run(ci, "UPDATE polls SET options = '[\"a\", 5]' WHERE id = (SELECT min(id) FROM polls)");
@@ -1656,6 +1759,219 @@ static void test_load(void **state)
     load_fixture_free(&f);
     free(c);
     store_destroy(s);
+}
+
+/* A start ends the connections a previous run of the same instance left
+ * behind (as after SIGKILL), and only those. */
+static void test_start_ends_previous_writers(void **state)
+{
+    struct store *old = store_up(conninfo, 2, 0, "inst-prev");
+    struct store *other = store_up(conninfo, 1, 0, "inst-other");
+    struct store *fresh;
+    char pid[2][STORE_I64_MAX], opid[STORE_I64_MAX];
+    PGconn *c = db_open(conninfo);
+
+    (void)state;
+    /* The writers idle: their connections are not touched while we read. */
+    for (unsigned i = 0; i < 2; i++)
+        fmt_i64(pid[i], PQbackendPID(old->writers[i].conn));
+    fmt_i64(opid, PQbackendPID(other->writers[0].conn));
+    assert_int_equal(db_i64(c, "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                               "'tallyd-writer inst-prev'", 0, NULL), 2);
+    fresh = store_up(conninfo, 1, 0, "inst-prev");
+    for (unsigned i = 0; i < 2; i++)
+        assert_int_equal(db_i64(c, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1::int", 1,
+                                (const char *[]){pid[i]}), 0);
+    assert_int_equal(db_i64(c, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1::int", 1,
+                            (const char *[]){opid}), 1);
+    assert_int_equal(db_i64(c, "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                               "'tallyd-writer inst-prev'", 0, NULL), 1);
+    PQfinish(c);
+    store_destroy(fresh);
+    store_destroy(other);
+    store_destroy(old); /* its writers reconnect or fail: either way it stops */
+}
+
+/* ---- the connection breaks around COMMIT -------------------------------- */
+
+/* How the commit hook cuts the writer's connection (one batch, then off). */
+enum cut_mode {
+    CUT_NONE,
+    CUT_AFTER_COMMIT,  /* COMMIT sent and committed; its answer is lost */
+    CUT_BACKEND_KILLED, /* the server ends the backend just before COMMIT */
+    CUT_SILENT,        /* the client side goes dead; the server's backend lives on */
+    CUT_REUSED_XID,    /* as after a crash: the batch's xid names another, committed transaction */
+};
+
+static struct {
+    enum cut_mode mode;
+    int kept_fd;      /* CUT_SILENT: the real socket, kept open so the server notices nothing */
+    unsigned fired;
+} cut = {CUT_NONE, -1, 0};
+
+/* Replaces the connection's socket by one whose peer is gone: libpq reads
+ * end of file and its writes fail, as after a network cut. */
+static void cut_socket(PGconn *c)
+{
+    int sv[2];
+
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    assert_true(dup2(sv[0], PQsocket(c)) >= 0);
+    close(sv[0]);
+    close(sv[1]);
+}
+
+static void wait_xid_committed(int64_t xid)
+{
+    char x[STORE_I64_MAX];
+    const char *p[1] = {x};
+    PGconn *side = db_open(conninfo);
+    bool done = false;
+
+    fmt_i64(x, xid);
+    for (unsigned i = 0; i < 1000 && !done; i++) {
+        PGresult *res = db_q(side, "SELECT txid_status($1::bigint) = 'committed'", 1, p);
+
+        done = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+        PQclear(res);
+        if (!done)
+            usleep(10 * 1000);
+    }
+    PQfinish(side);
+    assert_true(done);
+}
+
+static void kill_backend(int pid)
+{
+    char s[STORE_I64_MAX];
+    const char *p[1] = {s};
+    PGconn *side = db_open(conninfo);
+    int64_t left = 1;
+
+    fmt_i64(s, pid);
+    PQclear(db_q(side, "SELECT pg_terminate_backend($1::int)", 1, p));
+    for (unsigned i = 0; i < 1000 && left > 0; i++) {
+        left = db_i64(side, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1::int", 1, p);
+        if (left > 0)
+            usleep(10 * 1000);
+    }
+    PQfinish(side);
+    assert_int_equal(left, 0);
+}
+
+/* Commits a transaction of its own and returns its id. */
+static int64_t other_committed_xid(void)
+{
+    PGconn *side = db_open(conninfo);
+    int64_t xid;
+
+    PQclear(db_q(side, "BEGIN", 0, NULL));
+    xid = db_i64(side, "SELECT txid_current()", 0, NULL);
+    PQclear(db_q(side, "COMMIT", 0, NULL));
+    PQfinish(side);
+    return xid;
+}
+
+static void cut_hook(struct store_writer *w, bool after)
+{
+    PGconn *c = w->conn;
+
+    if (cut.mode == CUT_NONE || w->xid == 0)
+        return;
+    if (cut.mode == CUT_AFTER_COMMIT && after) {
+        wait_xid_committed(w->xid);
+        cut_socket(c);
+    } else if (cut.mode == CUT_BACKEND_KILLED && !after) {
+        kill_backend(PQbackendPID(c));
+    } else if (cut.mode == CUT_REUSED_XID && !after) {
+        kill_backend(PQbackendPID(c));
+        w->xid = other_committed_xid();
+    } else if (cut.mode == CUT_SILENT && !after) {
+        cut.kept_fd = dup(PQsocket(c));
+        assert_true(cut.kept_fd >= 0);
+        cut_socket(c);
+    } else {
+        return;
+    }
+    cut.fired++;
+    cut.mode = CUT_NONE;
+}
+
+/* Submits a vote and a sequenced poll creation as one batch, with the
+ * connection cut as mode says, and checks each is answered as committed,
+ * exactly once in the database. */
+static void check_cut(enum cut_mode mode, bool committed, bool rechecked)
+{
+    struct store *s = store_up(conninfo, 1, 0, "inst-a");
+    int64_t sid = make_session(s), seq0, poll = make_poll(s, sid, &seq0), u = make_participant(s, sid);
+    struct store_op *g, *ops[2];
+    PGconn *c = db_open(conninfo);
+    char sq[STORE_I64_MAX];
+    const char *p[1] = {sq};
+
+    ops[0] = vote_op(sid, poll, u, "cut", (uint8_t[]){2}, 1);
+    ops[1] = poll_op(sid, POLL_SINGLE, 2, 1);
+    tracker_reset();
+    g = gate_close(s);
+    for (size_t i = 0; i < ARRAY_LEN(ops); i++)
+        assert_true(store_submit(s, ops[i]));
+    cut = (typeof(cut)){mode, -1, 0};
+    store__commit_hook = cut_hook;
+    gate_open();
+    wait_done(1 + ARRAY_LEN(ops));
+    store__commit_hook = NULL;
+    assert_int_equal(cut.fired, 1);
+    /* A fresh store: its counters tell how the lost answer was resolved. */
+    assert_int_equal(atomic_load(&s->n_resolved_committed), committed ? 1 : 0);
+    assert_int_equal(atomic_load(&s->n_resolved_aborted), committed ? 0 : 1);
+    assert_int_equal(atomic_load(&s->n_resolved_failed), 0);
+    assert_int_equal(atomic_load(&s->n_rechecks) > 0, rechecked);
+    assert_int_equal(atomic_load(&s->n_failed_batches), 0);
+    assert_int_equal(ops[0]->status, STORE_OK);
+    assert_int_equal(ops[0]->tag, 1);
+    assert_true(ops[0]->vote.id > 0);
+    assert_votes_table(poll, &ops[0], 1);
+    assert_int_equal(ops[1]->status, STORE_OK);
+    assert_int_equal(ops[1]->seq, seq0 + 1);
+    fmt_i64(sq, sid);
+    /* One event each, no gap, no repeat: the retried run reused the seq. */
+    assert_int_equal(db_i64(c, "SELECT count(*) FROM event_log WHERE session_id = $1", 1, p), seq0 + 1);
+    assert_int_equal(db_i64(c, "SELECT max(seq) FROM event_log WHERE session_id = $1", 1, p), seq0 + 1);
+    assert_int_equal(db_i64(c, "SELECT count(*) FROM polls WHERE session_id = $1", 1, p), 2);
+    assert_true(store_available(s));
+    if (cut.kept_fd >= 0)
+        close(cut.kept_fd);
+    for (size_t i = 0; i < ARRAY_LEN(ops); i++)
+        store_op_free(ops[i]);
+    store_op_free(g);
+    PQfinish(c);
+    store_destroy(s);
+}
+
+/* COMMIT reached the server and committed; its answer did not come back.
+ * txid_status says committed: the operations are answered as committed,
+ * not failed and not run again. */
+static void test_commit_answer_lost(void **state)
+{
+    (void)state;
+    check_cut(CUT_AFTER_COMMIT, true, false);
+}
+
+/* The server ended the backend before COMMIT: txid_status says aborted, the
+ * batch runs again on a new connection and commits once. */
+static void test_commit_backend_killed(void **state)
+{
+    (void)state;
+    check_cut(CUT_BACKEND_KILLED, false, false);
+}
+
+/* The client side died while the server's backend still holds the open
+ * transaction ('in progress'): the writer ends that backend, finds the
+ * transaction aborted and runs the batch again. */
+static void test_commit_backend_lingers(void **state)
+{
+    (void)state;
+    check_cut(CUT_SILENT, false, true);
 }
 
 /* ---- the database goes away and comes back ------------------------------ */
@@ -1711,6 +2027,15 @@ static void test_unavailable_then_recovers(void **state)
     store_destroy(s);
 }
 
+/* After a crash an id is handed out again: txid_status says committed, but
+ * about another transaction. No row of ours carries the id, so the batch
+ * did not commit and runs again. */
+static void test_commit_xid_reused(void **state)
+{
+    (void)state;
+    check_cut(CUT_REUSED_XID, false, false);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1736,10 +2061,16 @@ int main(void)
         cmocka_unit_test(test_vote_duplicate_and_conflict),
         cmocka_unit_test(test_vote_conflicts_in_one_batch),
         cmocka_unit_test(test_refused_op_isolated),
+        cmocka_unit_test(test_fresh_votes),
         cmocka_unit_test(test_batch_limit),
         cmocka_unit_test(test_queue_limit),
         cmocka_unit_test(test_stop_commits_queued),
         cmocka_unit_test(test_load),
+        cmocka_unit_test(test_start_ends_previous_writers),
+        cmocka_unit_test(test_commit_answer_lost),
+        cmocka_unit_test(test_commit_backend_killed),
+        cmocka_unit_test(test_commit_backend_lingers),
+        cmocka_unit_test(test_commit_xid_reused),
         /* Last: it restarts the cluster. */
         cmocka_unit_test(test_unavailable_then_recovers),
     };
