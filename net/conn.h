@@ -115,6 +115,10 @@ struct net_thread {
     unsigned inflight; /* requests of this thread with the actors */
     uint64_t wake_value;
     uint64_t now_ms;
+    /* Results pacing (net/pace.h): the hold is set by the worker. */
+    uint32_t results_hold_ms;
+    struct pace *pace;
+    uint64_t idle_ns; /* time this ring's worker slept in it since the last pacing */
 };
 
 /* One network thread: drives rings[0..n_rings), sleeping in rings[0]. */
@@ -123,6 +127,8 @@ struct net_worker {
     pthread_t tid;
     struct net_thread **rings;
     unsigned n_rings;
+    uint64_t pace_t0_ns; /* start of the current pacing period */
+    uint32_t hold_ms;    /* results pacing of this worker's rings, 0: none */
 };
 
 struct net_server {
@@ -140,7 +146,7 @@ struct net_server {
     struct metric *m_conns, *m_accepts, *m_requests, *m_resp_4xx, *m_resp_5xx;
     struct metric *m_stale_cqes, *m_refused_conns;
     struct metric *m_subscribers, *m_deliveries, *m_slow_closed, *m_coalesced;
-    struct metric *m_recv_rearms;
+    struct metric *m_recv_rearms, *m_results_hold;
     struct metric *m_participants, *m_capacity;
 };
 
@@ -177,6 +183,10 @@ void live__on_subscribed(struct net_thread *t, struct conn *c, struct api_req *r
 void live__on_ws_vote(struct net_thread *t, struct conn *c, struct api_req *req);
 void live__on_bytes(struct net_thread *t, struct conn *c, const char *data, size_t len);
 void live__on_stream(struct net_thread *t, struct stream_msg *m);
+/** Sends the held results of a session now (before its sequenced events). */
+void live__release_session(struct net_thread *t, int64_t session_id);
+/** Sends held results whose hold is over (all of them when the hold is 0). */
+void live__release_held(struct net_thread *t);
 void live__expire(struct net_thread *t);
 void live__on_close(struct net_thread *t, struct conn *c);
 void live__shutdown(struct net_thread *t, struct conn *c);

@@ -34,6 +34,7 @@
 #include "net/apireq.h"
 #include "net/conn.h"
 #include "net/http.h"
+#include "net/pace.h"
 #include "net/respond.h"
 #include "net/router.h"
 #include "net/sse.h"
@@ -236,6 +237,9 @@ void live__on_subscribed(struct net_thread *t, struct conn *c, struct api_req *r
     c->session_id = req->session_id;
     c->sub_is_participant = req->is_participant;
     c->subscriber_id = req->subscriber_id;
+    /* Results held back here are older than the state this answer carries:
+     * they go to the others first, never to the newcomer (version only grows). */
+    live__release_session(t, c->session_id);
     sub_add(t, c);
     api_req_free(req);
     if (c->in.len > c->in_off) {
@@ -491,7 +495,8 @@ static void deliver(struct net_thread *t, struct conn *c, const struct stream_ms
     net__queue(t, c, rbuf_ref(rb), kind, m->poll_id);
 }
 
-void live__on_stream(struct net_thread *t, struct stream_msg *m)
+/* Hands m to every subscriber of its session on this thread; takes m. */
+static void fan_out(struct net_thread *t, struct stream_msg *m)
 {
     struct conn *c = hmap_get(t->subs, (uint64_t)m->session_id);
     uint64_t n = 0;
@@ -503,6 +508,30 @@ void live__on_stream(struct net_thread *t, struct stream_msg *m)
     }
     metric_add(t->srv->m_deliveries, (int64_t)n);
     stream_msg_unref(m);
+}
+
+void live__release_session(struct net_thread *t, int64_t session_id)
+{
+    struct stream_msg *m;
+    while ((m = pace_take_session(t->pace, session_id, t->now_ms)) != NULL)
+        fan_out(t, m);
+}
+
+void live__release_held(struct net_thread *t)
+{
+    struct stream_msg *m;
+    while ((m = pace_take_due(t->pace, t->results_hold_ms, t->now_ms)) != NULL)
+        fan_out(t, m);
+}
+
+void live__on_stream(struct net_thread *t, struct stream_msg *m)
+{
+    /* Results give way while this thread's worker is saturated (net/pace.h). */
+    if (m->kind == STREAM_RESULTS && pace_offer(t->pace, m, t->results_hold_ms, t->now_ms))
+        return;
+    if (m->kind == STREAM_SEQUENCED)
+        live__release_session(t, m->session_id);
+    fan_out(t, m);
 }
 
 void live__sink_broadcast(void *ctx, unsigned thread, struct stream_msg *m)

@@ -59,12 +59,14 @@
 #include "net/ratelimit.h"
 #include "net/respond.h"
 #include "net/router.h"
+#include "net/pace.h"
 #include "net/static.h"
 #include "net/ud.h"
 #include "net/ws.h"
 #include "store/store.h"
 
 #define NET_RING_ENTRIES 4096
+#define NET_PACE_MS 100 /* how often a worker reviews its results pacing */
 #define NET_CQ_ENTRIES (4 * NET_FILES_PER_RING) /* a send and a receive per connection, twice over */
 #define NET_BUF_COUNT 1024
 #define NET_BUF_SIZE 2048
@@ -868,7 +870,18 @@ static unsigned ring_turn(struct net_thread *t, bool wait)
         io_uring_buf_ring_advance(t->br, (int)t->bufs_returned);
         t->bufs_returned = 0;
     }
-    int rc = wait ? io_uring_submit_and_wait(&t->ring, 1) : io_uring_submit_and_get_events(&t->ring);
+    int rc;
+    if (wait) {
+        /* Submitting runs the queued sends inline; only the wait after it
+         * is idle time (worker_pace). */
+        if (io_uring_sq_ready(&t->ring) > 0)
+            io_uring_submit(&t->ring);
+        uint64_t t0 = clock_now_ns();
+        rc = io_uring_submit_and_wait(&t->ring, 1);
+        t->idle_ns += clock_now_ns() - t0;
+    } else {
+        rc = io_uring_submit_and_get_events(&t->ring);
+    }
     if (rc < 0 && rc != -EINTR && rc != -EAGAIN && rc != -EBUSY && rc != -ETIME)
         log_error("net ring %u: io_uring_enter: %s", t->index, strerror(-rc));
     t->now_ms = clock_now_ms();
@@ -880,7 +893,35 @@ static unsigned ring_turn(struct net_thread *t, bool wait)
         seen++;
     }
     io_uring_cq_advance(&t->ring, seen);
+    if (!pace_idle(t->pace))
+        live__release_held(t);
     return seen;
+}
+
+/*
+ * Results pacing (net/pace.h): every NET_PACE_MS a worker looks at how much
+ * of that time it slept, and sets the hold of its rings from it.
+ */
+static void worker_pace(struct net_worker *w)
+{
+    uint64_t now = clock_now_ns();
+    uint64_t span = now - w->pace_t0_ns;
+    if (span < NET_PACE_MS * 1000000ull)
+        return;
+    uint64_t idle = 0;
+    for (unsigned i = 0; i < w->n_rings; i++) {
+        idle += w->rings[i]->idle_ns;
+        w->rings[i]->idle_ns = 0;
+    }
+    double busy = idle >= span ? 0.0 : 1.0 - (double)idle / (double)span;
+    uint32_t hold = pace_next_hold_ms(w->hold_ms, busy);
+    if (hold != w->hold_ms) {
+        w->hold_ms = hold;
+        for (unsigned i = 0; i < w->n_rings; i++)
+            w->rings[i]->results_hold_ms = hold;
+        metric_set(w->srv->m_results_hold, (int64_t)hold);
+    }
+    w->pace_t0_ns = now;
 }
 
 static bool worker_rings_open(const struct net_worker *w)
@@ -900,6 +941,7 @@ static bool worker_rings_open(const struct net_worker *w)
 static void worker_loop(struct net_worker *w)
 {
     bool closing = false;
+    w->pace_t0_ns = clock_now_ns();
     for (;;) {
         if (atomic_load(&w->srv->stopping) && !closing) {
             for (unsigned i = 0; i < w->n_rings; i++)
@@ -912,6 +954,7 @@ static void worker_loop(struct net_worker *w)
         for (unsigned i = 1; i < w->n_rings; i++)
             busy += ring_turn(w->rings[i], false);
         ring_turn(w->rings[0], busy == 0);
+        worker_pace(w);
     }
 }
 
@@ -1087,6 +1130,9 @@ struct net_server *net_server_create(const struct config *cfg, struct actors *as
                                          "Subscribers closed (1013) for falling behind.");
     srv->m_coalesced = metrics_counter("tally_stream_coalesced_total",
                                        "Queued results or presence replaced by a newer one.");
+    srv->m_results_hold = metrics_gauge(
+        "tally_results_hold_ms",
+        "Extra spacing of each poll's results while a network thread is saturated (0: none).");
     srv->m_recv_rearms = metrics_counter(
         "tally_net_recv_rearms_total",
         "Multishot receives armed again after ending early (no buffer, or a full completion queue).");
@@ -1110,6 +1156,7 @@ static int thread_prepare(struct net_server *srv, struct net_thread *t, unsigned
     tlist_init(&t->ping_timers, NET_WS_PING_MS);
     tlist_init(&t->heartbeat_timers, NET_SSE_HEARTBEAT_MS);
     t->subs = hmap_create(64);
+    t->pace = pace_create();
     t->join_limit = ratelimit_create(srv->cfg->join_rate, srv->cfg->join_rate * 5);
     return 0;
 }
@@ -1228,6 +1275,7 @@ void net_server_destroy(struct net_server *srv)
         close(t->wake_fd);
         close(t->listen_fd);
         ratelimit_destroy(t->join_limit);
+        pace_destroy(t->pace);
         hmap_destroy(t->subs);
         free(t->conns);
         free(t->bufs);
