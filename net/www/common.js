@@ -35,6 +35,19 @@ export function validCode(s) { return CODE_RE.test(s); }
 /** The code in /j/CODE, /present/CODE or /screen/CODE, upper case. */
 export function pathCode() { return normCode(location.pathname.split('/')[2]); }
 
+/**
+ * The presenter token of a session: from a link's fragment (`#token=`; kept,
+ * then removed from the address bar so it is not shared on) or from storage.
+ */
+export function takePresenterToken(key) {
+  const m = /(?:^#|&)token=([^&]+)/.exec(location.hash);
+  if (m) {
+    store.set(key, decodeURIComponent(m[1]));
+    history.replaceState(null, '', location.pathname + location.search);
+  }
+  return store.get(key);
+}
+
 /** A random key usable as an idempotency key (works outside secure contexts). */
 export function randomKey() {
   const b = new Uint8Array(16);

@@ -2,6 +2,7 @@
 import {
   $, el, store, pathCode, validCode, api, Live, SessionState, Bars, fetchTotal, summary,
   announcer, statusPill, plural, metaText, kindLabel,
+  takePresenterToken,
 } from '/assets/common.js';
 
 const code = pathCode();
@@ -21,16 +22,6 @@ function notice(kind, title, text, link) {
     n.append(el('div', { class: `notice ${kind}` }, title, text ? el('p', { text }) : null,
       link ? el('p', {}, el('a', { href: link.href, text: link.text })) : null));
   }
-}
-
-/** The presenter token: from the link's fragment (kept, then removed from the address bar) or storage. */
-function takeToken() {
-  const m = /(?:^#|&)token=([^&]+)/.exec(location.hash);
-  if (m) {
-    store.set(TOKEN_KEY, decodeURIComponent(m[1]));
-    history.replaceState(null, '', location.pathname + location.search);
-  }
-  return store.get(TOKEN_KEY);
 }
 
 function fatal(title, text) {
@@ -271,7 +262,7 @@ function onMessage(m) {
 
 function main() {
   if (!validCode(code)) return fatal('This is not a session code.', 'Session codes have 6 letters and digits.');
-  token = takeToken();
+  token = takePresenterToken(TOKEN_KEY);
   $('#code').textContent = code;
   if (!token) {
     return fatal('This console needs the presenter link.',

@@ -1,6 +1,7 @@
 // The big screen, /screen/{code}: the open poll's live bars and how to join.
 import {
   $, store, pathCode, validCode, Live, SessionState, Bars, fetchTotal, statusPill, plural, metaText,
+  takePresenterToken,
 } from '/assets/common.js';
 
 const code = pathCode();
@@ -10,15 +11,6 @@ const FADE_MS = 350;
 const state = new SessionState();
 let shown = null; // {id, state, bars} of the poll on screen
 let token = null, frame = 0, fading = false;
-
-function takeToken() {
-  const m = /(?:^#|&)token=([^&]+)/.exec(location.hash);
-  if (m) {
-    store.set(TOKEN_KEY, decodeURIComponent(m[1]));
-    history.replaceState(null, '', location.pathname + location.search);
-  }
-  return store.get(TOKEN_KEY);
-}
 
 function message(kicker, text) {
   $('#kicker').textContent = kicker;
@@ -91,7 +83,7 @@ function main() {
   $('#code').textContent = code;
   if (!validCode(code)) return fatal('Unknown session', 'This is not a session code.');
   $('#qr').src = `/api/v1/sessions/${code}/qr.svg`;
-  token = takeToken();
+  token = takePresenterToken(TOKEN_KEY);
   if (!token) return fatal('Presenter link needed', 'Open the big screen from the presenter console.');
   const live = new Live({
     code, token, onState: statusPill($('#conn')),
