@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Storage baseline: how close durable votes through tallyd come to what the
 # database alone accepts. Builds an optimised tallyd and tally-stress, starts
-# tallyd on a fresh embedded PostgreSQL, drives `tally-stress votes` with 64
-# and 256 keep-alive clients, then, with tallyd idle, runs `tally-stress
+# tallyd on a fresh embedded PostgreSQL, drives it with 64 clients (below
+# saturation) and 512 clients (saturation), each count over HTTP (`tally-stress
+# votes`: keep-alive clients voting back to back) and then over WebSocket
+# (`tally-stress wsvotes`: clients voting back to back, the next vote as soon
+# as the previous ack arrives); then, with tallyd idle, runs `tally-stress
 # rawpg` against the SAME cluster, 4 connections x 1000-row batches, in three
 # forms: tallyd's own INSERT ... unnest ... ON CONFLICT ... RETURNING, the
 # plain INSERT ... unnest, and COPY; and prints all side by side, each rate
@@ -11,6 +14,13 @@
 #
 #   stress/bench_storage.sh [SECONDS=10]
 #
+# WebSocket participants per client: WS_PPC_LOW (64 clients, default 24) and
+# WS_PPC_HIGH (512 clients, default 4): enough that tallyd's 10 votes/s per
+# participant is not what limits a client, and no more, since every
+# subscriber also receives its session's `results`. WS_POLLS_HIGH (default
+# 8 x SECONDS + 1) polls per session at 512 clients: each poll is created and
+# opened over HTTP before the run, so that setup dominates the run time.
+#
 # tallyd stops its cluster on SIGTERM; the trap sends it even on failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,7 +28,9 @@ SECS=${1:-10}
 PORT=${PORT:-18481}
 # Fallbacks when 256 client threads cannot run here (thread or fd limits):
 # the largest that works is reported, and named in the table.
-CLIENTS_HIGH=(256 192 128)
+CLIENTS_HIGH=(512 256 128)
+WS_PPC_LOW=${WS_PPC_LOW:-24}
+WS_PPC_HIGH=${WS_PPC_HIGH:-4}
 . stress/bench_lib.sh
 bench_build
 bench_data
@@ -31,12 +43,24 @@ votes() {
     "$BUILD"/bin/tally-stress votes --target 127.0.0.1:$PORT --clients "$1" --seconds "$SECS" \
         --json "$DATA/votes-$1.json"
 }
+# wsvotes CLIENTS PPC [POLLS]: one WebSocket run; its JSON lands in DATA/wsvotes-CLIENTS.json.
+wsvotes() {
+    local polls=()
+    [ -z "${3:-}" ] || polls=(--polls "$3")
+    echo "== tally-stress wsvotes --clients $1 --participants-per-client $2 ${polls[*]} --seconds $SECS"
+    "$BUILD"/bin/tally-stress wsvotes --target 127.0.0.1:$PORT --clients "$1" \
+        --participants-per-client "$2" "${polls[@]}" --seconds "$SECS" --server-pid "$PID" \
+        --json "$DATA/wsvotes-$1.json"
+}
 # jfield FILE EXPR: one value of a votes JSON report, e.g. "j['votes_per_s']".
 jfield() {
     python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print($2)" "$1"
 }
 
 votes 64 || { echo "bench_storage: votes with 64 clients failed" >&2; exit 1; }
+# A WebSocket run that ends with refusals or lost answers still prints its
+# figures; the table shows its errors.
+wsvotes 64 "$WS_PPC_LOW" || echo "bench_storage: wsvotes with 64 clients reported errors" >&2
 # With BASE_TALLYD=/path/to/another/tallyd, that binary runs as a second
 # instance on the same cluster (--database-url) and gets the same 256-client
 # run, for a comparison of two builds in one run.
@@ -58,6 +82,8 @@ for c in "${CLIENTS_HIGH[@]}"; do
     echo "bench_storage: votes with $c clients failed; trying fewer" >&2
 done
 [ -n "$HIGH" ] || { echo "bench_storage: no high-client votes run succeeded" >&2; exit 1; }
+wsvotes "$HIGH" "$WS_PPC_HIGH" "${WS_POLLS_HIGH:-$((8 * SECS + 1))}" ||
+    echo "bench_storage: wsvotes with $HIGH clients reported errors" >&2
 
 # The votes runs have returned, so tallyd carries no traffic now; it keeps
 # running only because it owns the cluster.
@@ -83,21 +109,39 @@ BEST=$(awk -v a="$RP" -v b="$RC" 'BEGIN { print (a > b ? a : b) }')
 
 row() { # label rate p50 p99
     awk -v l="$1" -v r="$2" -v a="$3" -v b="$4" -v best="$BEST" \
-        'BEGIN { printf "| %-40s | %9.0f | %7s | %7s | %6.2f |\n", l, r, a, b, r/best }'
+        'BEGIN { printf "| %-42s | %9.0f | %7.2f | %7.2f | %6.2f |\n", l, r, a, b, r/best }'
 }
 vrow() { # clients
     local f="$DATA/votes-$1.json"
     row "tallyd votes, $1 clients (HTTP ack)" "$(jfield "$f" "j['votes_per_s']")" \
         "$(jfield "$f" "j['ack_ms']['p50']")" "$(jfield "$f" "j['ack_ms']['p99']")"
 }
+wrow() { # clients
+    local f="$DATA/wsvotes-$1.json"
+    [ -f "$f" ] || { echo "| tallyd votes, $1 clients (WebSocket ack): no report |"; return; }
+    row "tallyd votes, $1 clients (WebSocket ack)" "$(jfield "$f" "j['votes_per_s']")" \
+        "$(jfield "$f" "j['ack_ms']['p50']")" "$(jfield "$f" "j['ack_ms']['p99']")"
+}
+# wnote CLIENTS: what else the WebSocket run did and cost.
+wnote() {
+    local f="$DATA/wsvotes-$1.json"
+    [ -f "$f" ] || return 0
+    jfield "$f" "'ws %d clients x %d participants: p99.9 %.1f ms, %.0f results msgs/s (%.2f per ack), ' \
+        '%d refused, %d unanswered, %d paced, tallyd CPU %.0f%% of a core' % (j['clients'], \
+        j['participants_per_client'], j['ack_ms']['p999'], j['results_per_s'], \
+        j['results_per_s'] / max(j['votes_per_s'], 1), sum(j['vote_errors'].values()), \
+        j['unanswered'], j['paced'], 100 * j['server_cpu_s'] / j['seconds'])"
+}
 echo
 echo "durable rows/s, ${SECS} s each, one embedded PostgreSQL cluster; latency in ms"
-echo "(votes: HTTP ack; rawpg: statement + commit); / raw = rate / best raw rate (plain or COPY)"
+echo "(votes: HTTP or WebSocket ack; rawpg: statement + commit); / raw = rate / best raw rate (plain or COPY)"
 echo "load average: $(cut -d' ' -f1-3 /proc/loadavg)"
-printf "| %-40s | %9s | %7s | %7s | %6s |\n" "path" "rows/s" "p50" "p99" "/ raw"
-echo "|------------------------------------------|-----------|---------|---------|--------|"
+printf "| %-42s | %9s | %7s | %7s | %6s |\n" "path" "rows/s" "p50" "p99" "/ raw"
+echo "|--------------------------------------------|-----------|---------|---------|--------|"
 vrow 64
+wrow 64
 vrow "$HIGH"
+wrow "$HIGH"
 if [ -f "$DATA/votes-base.json" ]; then
     f="$DATA/votes-base.json"
     row "base tallyd votes, 256 clients (HTTP ack)" "$(jfield "$f" "j['votes_per_s']")" \
@@ -106,4 +150,6 @@ fi
 row "raw, tallyd's INSERT, 4 conns x 1000" "$RT" "$RT_P50" "$RT_P99"
 row "raw, plain INSERT unnest, 4 conns x 1000" "$RP" "$RP_P50" "$RP_P99"
 row "raw, COPY, 4 conns x 1000" "$RC" "$RC_P50" "$RC_P99"
-[ "$HIGH" = 256 ] || echo "note: 256 clients failed; the high row uses $HIGH clients"
+wnote 64
+wnote "$HIGH"
+[ "$HIGH" = 512 ] || echo "note: 512 clients failed; the high rows use $HIGH clients"

@@ -31,6 +31,11 @@
  * "rawpg" (rawpg.c): tallyd's vote INSERT run straight against PostgreSQL,
  * the storage baseline the votes figures are compared with.
  *
+ *   tally-stress wsvotes [--clients 64] [--seconds 10] [--participants-per-client M]
+ *                        [--polls P] [common options]
+ *
+ * "wsvotes" (wsvotes.c): the same back-to-back durable votes over WebSocket.
+ *
  * "burst" (burst.c), "capacity" (capacity.c), "join" (join.c), "resume" and
  * "soak" (mix.c) and "fanout" drive WebSocket clients through the io_uring
  * engine (engine.c); docs/stress.md describes every subcommand, its flags
@@ -100,6 +105,8 @@ int mix_main(int argc, char **argv);
 int join_main(int argc, char **argv);
 /* Defined in rawpg.c: raw batched inserts into PostgreSQL, the storage baseline. */
 int rawpg_main(int argc, char **argv);
+/* Defined in wsvotes.c: votes back to back over WebSocket, the counterpart of "votes". */
+int wsvotes_main(int argc, char **argv);
 
 static void usage(void)
 {
@@ -113,6 +120,8 @@ static void usage(void)
             "                                 [--server-pid MASTER] [--threads T]"
             " [--json FILE]\n"
             "       tally-stress rawpg --conninfo STR [--connections N] [--batch N] [--seconds S]\n"
+            "       tally-stress wsvotes [--clients N] [--seconds S] [--participants-per-client M]\n"
+            "                            [--polls P] [common options]\n"
             "       tally-stress burst [--participants N] [--window S] [common options]\n"
             "       tally-stress capacity [--start N] [--step N] [--factor PCT] [--max N]\n"
             "                             [--seconds S] [--rate R] [--p95-ms MS] [--error-limit F]\n"
@@ -122,7 +131,8 @@ static void usage(void)
             "       tally-stress resume|soak [--participants N] [--seconds S | --minutes M]\n"
             "                                [--cycle S] [--drop-share PCT] [--votes 0|1]\n"
             "                                [common options]\n"
-            "common options (fanout, burst, capacity, join, resume, soak): [--target HOST:PORT]\n"
+            "common options (fanout, burst, capacity, join, resume, soak, wsvotes):"
+            " [--target HOST:PORT]\n"
             "       [--threads T] [--sources K] [--server-pid PID] [--json FILE]\n"
             "       [--proto json|msgpack|sse] [--deadline S]\n"
             "see docs/stress.md\n");
@@ -380,6 +390,8 @@ int main(int argc, char **argv)
         return join_main(argc, argv);
     if (strcmp(argv[1], "rawpg") == 0)
         return rawpg_main(argc, argv);
+    if (strcmp(argv[1], "wsvotes") == 0)
+        return wsvotes_main(argc, argv);
     usage();
     return 2;
 }

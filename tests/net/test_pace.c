@@ -104,18 +104,40 @@ static void test_bounded_and_destroy_drops(void **state)
 {
     (void)state;
     struct pace *p = pace_create();
-    for (int64_t i = 0; i < PACE_POLLS_MAX; i++) {
+    for (int64_t i = 1; i <= PACE_POLLS_MAX; i++) {
         struct stream_msg *m = results(1, i);
         assert_false(pace_offer(p, m, 500, 0));
         stream_msg_unref(m);
     }
-    struct stream_msg *over = results(1, PACE_POLLS_MAX);
+    struct stream_msg *over = results(1, PACE_POLLS_MAX + 1);
     assert_false(pace_offer(p, over, 500, 0));
     assert_false(pace_offer(p, over, 500, 1)); /* not tracked: never held */
     stream_msg_unref(over);
     struct stream_msg *held = results(1, 3);
     assert_true(pace_offer(p, held, 500, 1));
     pace_destroy(p); /* drops held; ASan reports a leak otherwise */
+}
+
+static void test_due_time_is_remembered(void **state)
+{
+    (void)state;
+    struct pace *p = pace_create();
+    struct stream_msg *a = results(1, 10), *b = results(1, 11);
+    assert_false(pace_offer(p, a, 300, 1000));
+    assert_false(pace_offer(p, b, 300, 1100));
+    stream_msg_unref(a);
+    stream_msg_unref(b);
+    struct stream_msg *a2 = results(1, 10), *b2 = results(1, 11);
+    assert_true(pace_offer(p, b2, 300, 1150)); /* due at 1400 */
+    assert_true(pace_offer(p, a2, 300, 1200)); /* due at 1300: the earlier one */
+    assert_null(pace_take_due(p, 300, 1299));
+    assert_ptr_equal(pace_take_due(p, 300, 1300), a2);
+    stream_msg_unref(a2);
+    assert_null(pace_take_due(p, 300, 1399)); /* b2 is still waiting */
+    assert_ptr_equal(pace_take_due(p, 300, 1400), b2);
+    stream_msg_unref(b2);
+    assert_null(pace_take_session(p, 1, 1400));
+    pace_destroy(p);
 }
 
 int main(void)
@@ -126,6 +148,7 @@ int main(void)
         cmocka_unit_test(test_held_then_replaced_then_due),
         cmocka_unit_test(test_session_release_before_its_events),
         cmocka_unit_test(test_bounded_and_destroy_drops),
+        cmocka_unit_test(test_due_time_is_remembered),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
