@@ -862,7 +862,8 @@ static void close_all(struct net_thread *t)
 /*
  * One turn of a ring: publish returned buffers, submit, and handle what
  * completed. With wait, block until at least one completion (the worker's
- * primary ring, when no ring had anything to do). Returns completions seen.
+ * primary ring, when no ring had anything to do). Returns the completions
+ * seen plus the submissions left queued: 0 means the ring had nothing to do.
  */
 static unsigned ring_turn(struct net_thread *t, bool wait)
 {
@@ -895,7 +896,9 @@ static unsigned ring_turn(struct net_thread *t, bool wait)
     io_uring_cq_advance(&t->ring, seen);
     if (!pace_idle(t->pace))
         live__release_held(t);
-    return seen;
+    /* Sends prepared here (released results, answers) count as work, so the
+     * worker takes another turn to submit them rather than sleeping first. */
+    return seen + io_uring_sq_ready(&t->ring);
 }
 
 /*
@@ -922,6 +925,19 @@ static void worker_pace(struct net_worker *w)
         metric_set(w->srv->m_results_hold, (int64_t)hold);
     }
     w->pace_t0_ns = now;
+}
+
+/*
+ * Whether a ring needs a turn: completions already posted (the kernel runs
+ * a ring's task work when its thread next leaves the kernel, so they are in
+ * shared memory by now), completions the kernel kept aside when the queue
+ * was full, or submissions and buffers to hand over. Asking costs no system
+ * call, so a worker with many rings enters the kernel only for the busy ones.
+ */
+static bool ring_has_work(struct net_thread *t)
+{
+    return io_uring_cq_ready(&t->ring) > 0 || io_uring_cq_has_overflow(&t->ring) ||
+           io_uring_sq_ready(&t->ring) > 0 || t->bufs_returned > 0;
 }
 
 static bool worker_rings_open(const struct net_worker *w)
@@ -952,7 +968,8 @@ static void worker_loop(struct net_worker *w)
             break;
         unsigned busy = 0;
         for (unsigned i = 1; i < w->n_rings; i++)
-            busy += ring_turn(w->rings[i], false);
+            if (ring_has_work(w->rings[i]))
+                busy += ring_turn(w->rings[i], false);
         ring_turn(w->rings[0], busy == 0);
         worker_pace(w);
     }
