@@ -27,6 +27,27 @@ def pg_bindir():
     return dirs[-1] if dirs else None
 
 
+class Checks:
+    """Counts the checks of one test run; a failed one is printed and the
+    run goes on, so one run reports every failure."""
+
+    def __init__(self):
+        self.passed = 0
+        self.failed = 0
+
+    def __call__(self, cond, what):
+        if cond:
+            self.passed += 1
+        else:
+            self.failed += 1
+            print("FAIL:", what, flush=True)
+
+    def summary(self):
+        """Prints the counts; returns the exit status (0 when all passed)."""
+        print("%d passed, %d failed" % (self.passed, self.failed))
+        return 1 if self.failed else 0
+
+
 class Response:
     def __init__(self, status, headers, body):
         self.status = status

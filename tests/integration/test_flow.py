@@ -12,19 +12,9 @@ import time
 import traceback
 import uuid
 
-from tally_harness import Tally
+from tally_harness import Checks, Tally
 
-passed = 0
-failed = 0
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", what, flush=True)
+check = Checks()
 
 
 def err_code(r):
@@ -455,10 +445,9 @@ def main():
         check(False, "no exception")
     finally:
         t.cleanup()
-    if failed:
+    if check.failed:
         print(t.log())
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    return check.summary()
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import subprocess
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from tally_harness import Tally  # noqa: E402
+from tally_harness import Checks, Tally  # noqa: E402
 
 PAGES = {"/": "index.html", "/j/ABCDEF": "join.html", "/j/ABCDE0": "join.html", "/present/K7QX2M": "present.html",
          "/screen/K7QX2M": "screen.html"}
@@ -31,16 +31,7 @@ CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".css": "text/css; charset
                  ".webmanifest": "application/manifest+json",
                  ".txt": "text/plain; charset=utf-8"}
 
-checks = 0
-failures = []
-
-
-def check(cond, what):
-    global checks
-    checks += 1
-    if not cond:
-        failures.append(what)
-        print("FAIL:", what)
+check = Checks()
 
 
 def get(port, path, method="GET", headers=None, conn=None):
@@ -207,8 +198,7 @@ def main():
         t.cleanup()
     print("%d files in %s; pages present: %s" % (len(files), sys.argv[2],
           ", ".join(p for p, n in PAGES.items() if n in files) or "none"))
-    print("%d passed, %d failed" % (checks - len(failures), len(failures)))
-    sys.exit(1 if failures else 0)
+    sys.exit(check.summary())
 
 
 if __name__ == "__main__":

@@ -20,19 +20,9 @@ import time
 import traceback
 import uuid
 
-from tally_harness import Tally, free_port
+from tally_harness import Checks, Tally, free_port
 
-passed = 0
-failed = 0
-
-
-def check(cond, what):
-    global passed, failed
-    if cond:
-        passed += 1
-    else:
-        failed += 1
-        print("FAIL:", what, flush=True)
+check = Checks()
 
 
 def ctl(tallyctl, *args, env=None):
@@ -276,10 +266,9 @@ def main():
         if t.proc and t.proc.poll() is None:
             t.terminate()
         t.cleanup()
-    if failed:
+    if check.failed:
         print(t.log())
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    return check.summary()
 
 
 if __name__ == "__main__":
