@@ -6,15 +6,14 @@
 // usage: node tests/e2e/e2e.mjs PATH/TO/tallyd
 // exit 77 (skipped) when /usr/bin/chromium or the node modules are missing.
 // TALLY_E2E_DOCS_IMG=1 also refreshes the user guide's pictures in docs/img/.
-import { spawn, execFileSync } from 'node:child_process';
 import fs from 'node:fs';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import zlib from 'node:zlib';
 import http from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { pageFiles, pageWeight, PARTICIPANT_BUDGET } from './weights.mjs';
+import { pgStop, startTallyd } from '../tallyd.mjs';
 
 const HERE = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(HERE, '../..');
@@ -43,36 +42,14 @@ function check(cond, what) {
 }
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-async function freePort() {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => resolve(p)); });
-  });
-}
-
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'tally-e2e-'));
 fs.chmodSync(tmp, 0o755);
 const dataDir = path.join(tmp, 'data');
 fs.mkdirSync(dataDir, { mode: 0o755 });
 process.env.TMPDIR = tmp; // the browser's fresh profile lands here too, and goes with it
-const port = await freePort();
-const base = `http://127.0.0.1:${port}`;
 const logPath = path.join(tmp, 'tallyd.log');
-const logFd = fs.openSync(logPath, 'a');
-const server = spawn(BIN, ['--listen', `127.0.0.1:${port}`, '--data-dir', dataDir], { stdio: ['ignore', logFd, logFd] });
-let serverExit = null;
-server.on('exit', (code) => { serverExit = code; });
-
-function pgStop() {
-  const bins = fs.readdirSync('/usr/lib/postgresql').sort().map((v) => `/usr/lib/postgresql/${v}/bin`);
-  const pgdir = path.join(dataDir, 'pg');
-  if (!bins.length || !fs.existsSync(path.join(pgdir, 'postmaster.pid'))) return;
-  const cmd = [path.join(bins.at(-1), 'pg_ctl'), '-D', pgdir, '-m', 'immediate', '-w', 'stop'];
-  try {
-    if (process.getuid() === 0) execFileSync('runuser', ['-u', 'postgres', '--', ...cmd], { stdio: 'ignore' });
-    else execFileSync(cmd[0], cmd.slice(1), { stdio: 'ignore' });
-  } catch { /* already stopped */ }
-}
+const srv = await startTallyd(BIN, dataDir, logPath);
+const { port, base } = srv;
 
 async function api(method, p, token) {
   const h = token ? { authorization: `Bearer ${token}` } : {};
@@ -289,7 +266,7 @@ async function vote(p, pollId) {
 
 async function main() {
   fs.mkdirSync(OUT, { recursive: true });
-  for (let i = 0; i < 300 && serverExit === null; i++) {
+  for (let i = 0; i < 300 && srv.exit === null; i++) {
     try { if ((await fetch(base + '/healthz')).ok) break; } catch { /* starting */ }
     await sleep(100);
   }
@@ -301,9 +278,9 @@ async function main() {
   try {
     const watcher = await scenario(browser);
     // A clean stop; an open page then says it is retrying.
-    server.kill('SIGTERM');
-    for (let i = 0; i < 150 && serverExit === null; i++) await sleep(100);
-    check(serverExit === 0, `tallyd exits 0 after SIGTERM (got ${serverExit})`);
+    srv.proc.kill('SIGTERM');
+    for (let i = 0; i < 150 && srv.exit === null; i++) await sleep(100);
+    check(srv.exit === 0, `tallyd exits 0 after SIGTERM (got ${srv.exit})`);
     await waitFor(async () => (await watcher.getAttribute('#conn', 'data-state')) === 'reconnecting', 'a page shows it is reconnecting');
     await waitFor(async () => /retrying in \d+ s/.test(await watcher.textContent('#conn')), 'a page says the server is unreachable, retrying');
   } finally {
@@ -533,13 +510,13 @@ try {
 } catch (e) {
   check(false, `no exception: ${e.stack}`);
 } finally {
-  if (serverExit === null) {
-    server.kill('SIGTERM');
-    for (let i = 0; i < 100 && serverExit === null; i++) await sleep(100);
-    if (serverExit === null) server.kill('SIGKILL');
+  if (srv.exit === null) {
+    srv.proc.kill('SIGTERM');
+    for (let i = 0; i < 100 && srv.exit === null; i++) await sleep(100);
+    if (srv.exit === null) srv.proc.kill('SIGKILL');
   }
   await sleep(200);
-  pgStop();
+  pgStop(dataDir);
   if (failed) console.log(fs.readFileSync(logPath, 'utf8').slice(-3000));
   fs.rmSync(tmp, { recursive: true, force: true });
   console.log(`${passed} passed, ${failed} failed`);

@@ -3,13 +3,13 @@
 // Server-Sent Events. Starts tallyd on a private embedded PostgreSQL.
 //
 // usage: node test_live.mjs PATH/TO/tallyd [WS_CLIENTS=500] [SSE_CLIENTS=50]
-import { spawn, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import WebSocket from 'ws';
+import { pgStop, startTallyd } from '../tallyd.mjs';
 import { decode as mpDecode, encode as mpEncode } from '@msgpack/msgpack';
 
 const BIN = process.argv[2];
@@ -24,34 +24,11 @@ function check(cond, what) {
 }
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-async function freePort() {
-  return new Promise((resolve) => {
-    const s = net.createServer();
-    s.listen(0, '127.0.0.1', () => { const p = s.address().port; s.close(() => resolve(p)); });
-  });
-}
-
 const dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'tally-live-'));
 fs.chmodSync(dataDir, 0o755);
-const port = await freePort();
-const base = `http://127.0.0.1:${port}`;
 const logPath = path.join(dataDir, 'tallyd.log');
-const logFd = fs.openSync(logPath, 'a');
-const server = spawn(BIN, ['--listen', `127.0.0.1:${port}`, '--data-dir', dataDir],
-  { stdio: ['ignore', logFd, logFd] });
-let serverExit = null;
-server.on('exit', (code) => { serverExit = code; });
-
-function pgStop() {
-  const bins = fs.readdirSync('/usr/lib/postgresql').sort().map((v) => `/usr/lib/postgresql/${v}/bin`);
-  const pgdir = path.join(dataDir, 'pg');
-  if (!bins.length || !fs.existsSync(path.join(pgdir, 'postmaster.pid'))) return;
-  const cmd = [path.join(bins.at(-1), 'pg_ctl'), '-D', pgdir, '-m', 'immediate', '-w', 'stop'];
-  try {
-    if (process.getuid() === 0) execFileSync('runuser', ['-u', 'postgres', '--', ...cmd], { stdio: 'ignore' });
-    else execFileSync(cmd[0], cmd.slice(1), { stdio: 'ignore' });
-  } catch { /* already stopped */ }
-}
+const srv = await startTallyd(BIN, dataDir, logPath);
+const { port, base } = srv;
 
 function psql(sql) {
   const args = ['-h', path.join(dataDir, 'run'), '-U', 'tally', '-d', 'postgres', '-At', '-c', sql];
@@ -163,7 +140,7 @@ async function until(cond, ms, what) {
 }
 
 async function main() {
-  for (let i = 0; i < 300 && serverExit === null; i++) {
+  for (let i = 0; i < 300 && srv.exit === null; i++) {
     try { if ((await fetch(base + '/healthz')).ok) break; } catch { /* starting */ }
     await sleep(100);
   }
@@ -285,9 +262,9 @@ async function main() {
   check(socks[1].readyState === WebSocket.OPEN, 'connection stays open after a bad message');
 
   // Shutdown: WebSockets get 1001, event streams end, exit 0.
-  server.kill('SIGTERM');
-  await until(() => serverExit !== null, 15000, 'exit after SIGTERM');
-  check(serverExit === 0, `exit 0 after SIGTERM (got ${serverExit})`);
+  srv.proc.kill('SIGTERM');
+  await until(() => srv.exit !== null, 15000, 'exit after SIGTERM');
+  check(srv.exit === 0, `exit 0 after SIGTERM (got ${srv.exit})`);
   await until(() => wsViews.slice(0, 20).every((v) => v.closeCode !== null), 5000, 'WebSocket close codes');
   check(wsViews.slice(0, 20).every((v) => v.closeCode === 1001), `WebSockets closed with 1001 (${wsViews[0].closeCode})`);
   check(sseViews.every((v) => v.ended), 'event streams ended');
@@ -298,9 +275,9 @@ try {
 } catch (e) {
   check(false, `no exception: ${e.stack}`);
 } finally {
-  if (serverExit === null) server.kill('SIGKILL');
+  if (srv.exit === null) srv.proc.kill('SIGKILL');
   await sleep(200);
-  pgStop();
+  pgStop(dataDir);
   if (failed) console.log(fs.readFileSync(logPath, 'utf8').slice(-4000));
   fs.rmSync(dataDir, { recursive: true, force: true });
   console.log(`${passed} passed, ${failed} failed`);
