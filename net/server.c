@@ -483,7 +483,10 @@ static void dispatch_route(struct net_thread *t, struct conn *c, const struct ht
 {
     struct route_match rm;
     bool head_only = hr->method == HTTP_HEAD;
-    if (!hr->keep_alive)
+    /* While draining, every answer ends its connection: a keep-alive client
+     * would otherwise go on sending, and the requests in flight would never
+     * reach zero before the budget is spent. */
+    if (!hr->keep_alive || atomic_load(&t->srv->draining))
         c->close_after_send = true;
     switch (router_match(hr->method, hr->path, hr->path_len, &rm)) {
     case ROUTE_HEALTHZ:
@@ -658,6 +661,13 @@ static void handle_accept(struct net_thread *t, const struct io_uring_cqe *cqe)
     }
     conn_open(t, slot, &t->accepts[i]);
     struct net_server *srv = t->srv;
+    if (atomic_load(&srv->stopping)) {
+        /* An accept armed before the stop: close_all has run already, and
+         * a connection kept open here would hold the exit until its client
+         * gave up. */
+        net__conn_close(t, &t->conns[slot]);
+        return;
+    }
     if (atomic_load(&srv->connections) > srv->cfg->max_connections)
         refuse_conn(t, &t->conns[slot]);
     if (!atomic_load(&srv->stopping))

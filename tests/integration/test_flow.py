@@ -4,10 +4,13 @@ restart on the same data directory, and a clean SIGTERM.
 
 usage: test_flow.py PATH/TO/tallyd
 """
+import http.client
+import json
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import traceback
 import uuid
@@ -420,6 +423,82 @@ def verify(t, binary):
     subprocess.run(psql + ["UPDATE sessions SET seq = seq - 5"], capture_output=True, timeout=60)
 
 
+def drain_under_votes(t, writers=8):
+    """SIGTERM while keep-alive clients vote back to back: every answer
+    during the drain ends its connection, tallyd exits 0 within the budget,
+    and every vote answered 201 is stored (its retry answers 200)."""
+    s = t.request("POST", "/api/v1/sessions", {"title": "Drain"}).json()
+    code, ptok = s["session"]["code"], s["presenter_token"]
+    r = t.request("POST", "/api/v1/sessions/%s/polls" % code,
+                  {"question": "Drain?", "kind": "single", "options": ["A", "B"]}, token=ptok)
+    poll = r.json()["poll"]["id"]
+    t.request("POST", "/api/v1/polls/%d/open" % poll, token=ptok)
+    acked, lock, started = [], threading.Lock(), threading.Event()
+    answers_after = {"close": 0, "all": 0}
+
+    def writer():
+        conn = http.client.HTTPConnection("127.0.0.1", t.port, timeout=15)
+        try:
+            while True:
+                hdr = {"Content-Type": "application/json"}
+                conn.request("POST", "/api/v1/sessions/%s/participants" % code, b"{}", hdr)
+                resp = conn.getresponse()
+                body = resp.read()
+                if resp.status == 429:  # the per-address join limit: wait as a client would
+                    time.sleep(0.2)
+                    continue
+                if resp.status != 201:
+                    return
+                tok = json.loads(body)["participant_token"]
+                key = str(uuid.uuid4())
+                hdr.update({"Authorization": "Bearer " + tok, "Idempotency-Key": key})
+                conn.request("POST", "/api/v1/polls/%d/votes" % poll, b'{"choice":[1]}', hdr)
+                resp = conn.getresponse()
+                resp.read()
+                with lock:
+                    if resp.status == 201:
+                        acked.append((tok, key))
+                    if t.proc.poll() is None and draining.is_set():
+                        answers_after["all"] += 1
+                        answers_after["close"] += resp.getheader("Connection", "") == "close"
+                started.set()
+                if resp.status != 201:
+                    return
+        except (OSError, http.client.HTTPException):
+            return  # the connection ended: drained
+        finally:
+            conn.close()
+
+    draining = threading.Event()
+    threads = [threading.Thread(target=writer) for _ in range(writers)]
+    for th in threads:
+        th.start()
+    started.wait(10)
+    time.sleep(0.5)
+    t0 = time.time()
+    draining.set()
+    rc = t.terminate()
+    took = time.time() - t0
+    for th in threads:
+        th.join(20)
+    check(rc == 0, "SIGTERM under keep-alive votes: exit 0 (got %s)" % rc)
+    check(took < 10, "SIGTERM under keep-alive votes: exit within the 10 s budget (%.1f s)" % took)
+    check(not any(th.is_alive() for th in threads), "every keep-alive voter saw its connection end")
+    # Only a request already on its way when the signal landed may be
+    # answered keep-alive: at most one join and one vote per connection.
+    check(answers_after["all"] - answers_after["close"] <= 2 * writers,
+          "answers during the drain say Connection: close (%d of %d)"
+          % (answers_after["close"], answers_after["all"]))
+    t.start()
+    missing = 0
+    for tok, key in acked:
+        r = t.request("POST", "/api/v1/polls/%d/votes" % poll, {"choice": [1]}, token=tok,
+                      headers={"Idempotency-Key": key})
+        missing += r.status != 200
+    check(len(acked) > 0 and missing == 0,
+          "every vote acknowledged before the exit is stored (%d acked, %d missing)" % (len(acked), missing))
+
+
 def main():
     binary = sys.argv[1]
     bad_config(binary)
@@ -439,6 +518,10 @@ def main():
         rc = t.terminate()
         check(rc == 0, "SIGTERM: exit 0 (got %s)" % rc)
         check(time.time() - t0 < 10, "SIGTERM within drain budget")
+        t.start()
+        drain_under_votes(t)
+        rc = t.terminate()
+        check(rc == 0, "SIGTERM after the drain test: exit 0 (got %s)" % rc)
     except Exception:
         traceback.print_exc()
         print(t.log())
