@@ -74,6 +74,11 @@
 #define STORE_APP_MAX 63                  /* PostgreSQL keeps application_name to 63 bytes */
 #define STORE_PREVIOUS_WAIT_MS 5000       /* for the writers of a previous run to be gone */
 #define STORE_LOAD_WORK_MEM "64MB"        /* for the load's aggregate over every vote */
+/* While one writer commits, another starts a transaction beside it only for
+ * this many queued operations: below it the waiting operations ride in the
+ * busy writer's next batch, which costs PostgreSQL one transaction instead
+ * of several small ones (each has a fixed cost: BEGIN, plan, WAL flush). */
+#define STORE_JOIN_MIN 64
 
 /* to_char pattern for UTC RFC 3339 with milliseconds. */
 #define SQL_TIME(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"')"
@@ -115,6 +120,7 @@ struct store_writer {
     char now[STORE_TIME_MAX]; /* its start time: the created_at of the votes it inserts */
     int backend_pid;  /* the server process that ran it */
     bool commit_sent; /* COMMIT may have reached the server */
+    bool prepared;      /* the vote INSERTs are prepared on this connection */
     bool votes_safe;    /* insert this batch's votes with ON CONFLICT, fresh or not */
     bool vote_conflict; /* the plain INSERT of the run met a unique constraint */
 };
@@ -138,6 +144,7 @@ struct store {
     bool running;
 
     atomic_uint sleepers;   /* writers waiting on `work` */
+    atomic_uint busy;       /* writers holding a batch, from taking it to its completion */
     atomic_bool waking;     /* a writer was signalled and has not woken yet */
     atomic_uint connected;  /* writers holding a working connection */
     atomic_uint submitting; /* store_submit calls between their check and enqueue */
@@ -972,12 +979,151 @@ static enum batch_end batch_commit(struct store_writer *w)
     return batch_failed(w);
 }
 
+#define STMT_VOTE_PLAIN "tally_vote_plain"
+#define STMT_VOTE_SAFE "tally_vote_safe"
+
+/* Prepares the two vote INSERTs once per connection: PostgreSQL then skips
+ * parsing and planning them batch after batch. */
+static bool writer_prepare(struct store_writer *w)
+{
+    static const char *const names[2] = {STMT_VOTE_PLAIN, STMT_VOTE_SAFE};
+    static const char *const sql[2] = {SQL_VOTE_INSERT SQL_VOTE_RETURNING,
+                                       SQL_VOTE_INSERT "ON CONFLICT DO NOTHING " SQL_VOTE_RETURNING};
+    char err[STORE_ERR_MAX];
+
+    for (unsigned i = 0; i < 2 && !w->prepared; i++) {
+        PGresult *res = PQprepare(w->conn, names[i], sql[i], 5, NULL);
+        bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
+
+        if (!ok)
+            log_warn("store: preparing the vote INSERT failed: %s", pq_msg(w->conn, res, err));
+        PQclear(res);
+        if (!ok)
+            return false;
+    }
+    w->prepared = true;
+    return true;
+}
+
+/* Whether every operation of the batch is a vote. */
+static bool batch_votes_only(const struct store_writer *w, unsigned n)
+{
+    for (unsigned i = 0; i < n; i++) {
+        if (w->batch[i]->kind != STORE_VOTE)
+            return false;
+    }
+    return true;
+}
+
+/*
+ * Reads a pipeline's answers up to its sync, keeping the first result of
+ * each of its nq statements in out[] (the caller clears them). false: the
+ * connection broke or the answers did not come as sent.
+ */
+static bool pipeline_read(PGconn *c, PGresult **out, unsigned nq)
+{
+    unsigned q = 0;
+
+    for (;;) {
+        PGresult *res = PQgetResult(c);
+
+        if (res == NULL) {
+            /* A NULL ends one statement's results. */
+            if (PQstatus(c) == CONNECTION_BAD || ++q > nq)
+                return false;
+            continue;
+        }
+        if (PQresultStatus(res) == PGRES_PIPELINE_SYNC) {
+            PQclear(res);
+            return q == nq;
+        }
+        if (q < nq && out[q] == NULL)
+            out[q] = res;
+        else
+            PQclear(res);
+    }
+}
+
+/* Sends BEGIN, the transaction's id and the vote INSERT as one pipeline and
+ * reads their answers into r[]. false: the pipeline itself failed. */
+static bool vote_pipeline(struct store_writer *w, bool plain, PGresult *r[3])
+{
+    const char *p[5];
+    PGconn *c = w->conn;
+    bool ok;
+
+    for (unsigned a = 0; a < ARRAY_LEN(p); a++)
+        p[a] = w->arr[a].data;
+    ok = PQenterPipelineMode(c) &&
+         PQsendQueryParams(c, "BEGIN ISOLATION LEVEL READ COMMITTED", 0, NULL, NULL, NULL, NULL, 0) &&
+         PQsendQueryParams(c, "SELECT txid_current(), " SQL_TIME("now()"), 0, NULL, NULL, NULL, NULL, 0) &&
+         PQsendQueryPrepared(c, plain ? STMT_VOTE_PLAIN : STMT_VOTE_SAFE, 5, p, NULL, NULL, 0) &&
+         PQpipelineSync(c) && pipeline_read(c, r, 3);
+    /* Leaving pipeline mode fails unless every answer was read. */
+    return PQexitPipelineMode(c) == 1 && ok;
+}
+
+/*
+ * A batch of votes only, the common case under load, in two round trips
+ * instead of three: BEGIN, the transaction's id and the INSERT go out
+ * together, then COMMIT once their answers are in. The id is known before
+ * COMMIT is sent, so a lost answer to COMMIT is resolved as for any batch.
+ */
+static enum batch_end run_vote_batch(struct store_writer *w, unsigned n)
+{
+    char err[STORE_ERR_MAX];
+    PGresult *r[3] = {NULL, NULL, NULL};
+    const char *state;
+    bool plain = !w->votes_safe && votes_fresh(w, n);
+    bool piped;
+    enum batch_end end = BATCH_REFUSED;
+    unsigned inserted = 0;
+
+    w->xid = 0;
+    w->commit_sent = false;
+    w->vote_conflict = false;
+    w->backend_pid = PQbackendPID(w->conn);
+    if (!writer_prepare(w))
+        return batch_failed(w);
+    qsort(w->votes, n, sizeof(w->votes[0]), cmp_vote_ref);
+    build_vote_arrays(w, n);
+    piped = vote_pipeline(w, plain, r);
+    if (piped && PQresultStatus(r[0]) == PGRES_COMMAND_OK && PQresultStatus(r[1]) == PGRES_TUPLES_OK &&
+        PQntuples(r[1]) == 1) {
+        w->xid = parse_i64(PQgetvalue(r[1], 0, 0));
+        copy_str(w->now, sizeof(w->now), PQgetvalue(r[1], 0, 1));
+        if (PQresultStatus(r[2]) == PGRES_TUPLES_OK) {
+            inserted = match_inserted(w, n, r[2]);
+            end = BATCH_COMMITTED; /* so far */
+        } else {
+            state = PQresultErrorField(r[2], PG_DIAG_SQLSTATE);
+            w->vote_conflict = plain && state != NULL && strcmp(state, "23505") == 0;
+            if (!w->vote_conflict)
+                log_warn("store: vote insert failed: %s", pq_msg(w->conn, r[2], err));
+        }
+    } else if (piped) {
+        log_warn("store: BEGIN failed: %s", pq_msg(w->conn, r[0], err));
+    }
+    for (unsigned i = 0; i < 3; i++)
+        PQclear(r[i]);
+    if (!piped)
+        return BATCH_BROKEN; /* the writer drops the connection; COMMIT was not sent */
+    if (end != BATCH_COMMITTED)
+        return w->vote_conflict ? BATCH_CONFLICT : batch_failed(w);
+    for (unsigned i = 0; inserted < n && i < n; i++) {
+        if (w->votes[i].op->status == STORE_UNAVAILABLE && !resolve_not_inserted(w->conn, w->votes[i].op))
+            return batch_failed(w);
+    }
+    return batch_commit(w);
+}
+
 /* One run of the batch as one transaction. */
 static enum batch_end run_batch(struct store_writer *w, unsigned n)
 {
     unsigned n_votes = 0, n_events = 0;
+    bool votes_only = batch_votes_only(w, n);
 
-    if (!batch_begin(w, n) || !lock_sessions(w, n))
+    if (!votes_only && (!batch_begin(w, n) || !lock_sessions(w, n)))
         return batch_failed(w);
     for (unsigned i = 0; i < n; i++) {
         struct store_op *op = w->batch[i];
@@ -1000,6 +1146,8 @@ static enum batch_end run_batch(struct store_writer *w, unsigned n)
             n_events++;
         }
     }
+    if (votes_only)
+        return run_vote_batch(w, n_votes);
     if (n_votes > 0 && !insert_votes(w, n_votes))
         return w->vote_conflict ? BATCH_CONFLICT : batch_failed(w);
     /* One NOTIFY per batch: it serialises commits cluster-wide, per row it
@@ -1014,6 +1162,7 @@ static void writer_disconnect(struct store_writer *w)
     TALLY_ASSERT(w->conn != NULL);
     PQfinish(w->conn);
     w->conn = NULL;
+    w->prepared = false;
     atomic_fetch_sub(&w->store->connected, 1);
     log_warn("store: writer %u lost its database connection", w->index);
 }
@@ -1023,6 +1172,7 @@ static bool writer_connect(struct store_writer *w)
 {
     TALLY_ASSERT(w->conn == NULL);
     w->conn = db_connect(w->store->conninfo, true, w->store->app_writer);
+    w->prepared = false;
     if (w->conn == NULL)
         return false;
     atomic_fetch_add(&w->store->connected, 1);
@@ -1265,6 +1415,7 @@ static bool writer_ensure_conn(struct store_writer *w)
     }
     PQfinish(w->conn);
     w->conn = fresh;
+    w->prepared = false;
     log_info("store: writer %u replaced a connection the server had closed", w->index);
     return true;
 }
@@ -1405,8 +1556,6 @@ static void fail_queued(struct store_writer *w)
     }
 }
 
-/* Waits for work; returns the batch size, 0 when the store is closing and
- * the queue is drained. */
 /*
  * Wakes one sleeping writer for what is queued, unless one is already on its
  * way: it will take everything queued by the time it runs, so a burst of
@@ -1418,10 +1567,40 @@ static void wake_one_locked(struct store *s)
         pthread_cond_signal(&s->work);
 }
 
+/*
+ * Whether an idle writer should take the queue now: at once when no writer
+ * is committing (a lone vote commits alone, without waiting), beside a busy
+ * one only when STORE_JOIN_MIN operations wait. Otherwise the busy writer
+ * takes them when its commit returns: the last writer to finish always finds
+ * busy at 0, so nothing is left waiting. Callers fence before reading.
+ */
+static bool worth_taking(struct store *s)
+{
+    unsigned queued = atomic_load(&s->queued);
+
+    return queued > 0 && (atomic_load(&s->busy) == 0 || queued >= STORE_JOIN_MIN);
+}
+
+/* Takes a batch when worth_taking (or everything while closing); counts the writer busy. */
+static unsigned take_batch(struct store_writer *w, bool closing)
+{
+    struct store *s = w->store;
+    unsigned n;
+
+    if (!closing && !worth_taking(s))
+        return 0;
+    n = dequeue_batch(s, w->batch);
+    if (n > 0)
+        atomic_fetch_add(&s->busy, 1);
+    return n;
+}
+
+/* Waits for work; returns the batch size, 0 when the store is closing and
+ * the queue is drained. The writer counts as busy until writer_done(). */
 static unsigned writer_take(struct store_writer *w)
 {
     struct store *s = w->store;
-    unsigned n = dequeue_batch(s, w->batch);
+    unsigned n = take_batch(w, false);
 
     pthread_mutex_lock(&s->lock);
     while (n == 0 && !s->closing) {
@@ -1429,20 +1608,43 @@ static unsigned writer_take(struct store_writer *w)
         /* Pairs with the fence in store_submit: either the producer sees us
          * in sleepers and signals under the lock, or we see its op here. */
         atomic_thread_fence(memory_order_seq_cst);
-        if (queue_empty(s)) {
+        if (!worth_taking(s))
             pthread_cond_wait(&s->work, &s->lock);
-            atomic_store(&s->waking, false); /* whoever was woken is awake */
-        }
+        /* Whoever was woken is awake. Cleared even when we did not wait: a
+         * signal sent while we were about to may have reached nobody, and a
+         * flag left set would keep every later producer from signalling. */
+        atomic_store(&s->waking, false);
         atomic_fetch_sub(&s->sleepers, 1);
-        n = dequeue_batch(s, w->batch);
+        n = take_batch(w, s->closing);
     }
+    if (n == 0 && s->closing)
+        n = take_batch(w, true);
     /* More than this batch is queued (it arrived while we woke, or passed
      * STORE_BATCH_MAX): another writer, if one idles, commits it alongside. */
     atomic_thread_fence(memory_order_seq_cst);
-    if (n > 0 && !queue_empty(s))
+    if (n > 0 && worth_taking(s))
         wake_one_locked(s);
     pthread_mutex_unlock(&s->lock);
     return n;
+}
+
+/*
+ * The writer's batch is complete: it no longer counts as busy. An op queued
+ * meanwhile, whose producer saw us busy and woke nobody, is ours to take
+ * (pairs with the fence in store_submit). A writer left without a connection
+ * will not take it, so it hands it to a sleeping one.
+ */
+static void writer_done(struct store_writer *w)
+{
+    struct store *s = w->store;
+
+    atomic_fetch_sub(&s->busy, 1);
+    atomic_thread_fence(memory_order_seq_cst);
+    if (w->conn == NULL && worth_taking(s)) {
+        pthread_mutex_lock(&s->lock);
+        wake_one_locked(s);
+        pthread_mutex_unlock(&s->lock);
+    }
 }
 
 /*
@@ -1499,6 +1701,7 @@ static void *writer_main(void *arg)
         if (n == 0)
             break;
         complete_batch(w, n);
+        writer_done(w);
     }
     return NULL;
 }
@@ -1506,7 +1709,7 @@ static void *writer_main(void *arg)
 /* Signals a writer when one sleeps; the lock orders the signal after its wait. */
 static void wake_writers(struct store *s)
 {
-    if (atomic_load(&s->sleepers) > 0 && !atomic_load(&s->waking)) {
+    if (atomic_load(&s->sleepers) > 0 && !atomic_load(&s->waking) && worth_taking(s)) {
         pthread_mutex_lock(&s->lock);
         wake_one_locked(s);
         pthread_mutex_unlock(&s->lock);
