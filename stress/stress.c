@@ -2,15 +2,18 @@
  * stress.c - tally-stress: load generator for tallyd.
  *
  *   tally-stress votes [--target 127.0.0.1:8080] [--clients 64] [--seconds 10]
- *                      [--participants-per-client 64] [--json FILE]
+ *                      [--participants-per-client 64] [--blocking 0|1] [--json FILE]
  *
  * "votes": creates a session, joins participants (each client from its own
  * loopback source address 127.0.0.(2+i), so the per-address join limit is
  * not what is measured), creates and opens enough single-choice polls, then
- * `clients` threads vote over keep-alive HTTP connections for `seconds`,
+ * `clients` keep-alive HTTP connections vote back to back for `seconds`,
  * each vote a new (participant, poll) pair with its own Idempotency-Key.
- * Prints durable votes/s and the ack latency percentiles; every 201 counted
- * is a vote committed by PostgreSQL before the answer.
+ * The connections are driven by io_uring from STRESS_VOTE_THREADS threads
+ * (hvotes.c); `--blocking 1` uses one blocking thread per client instead,
+ * which costs tallyd a thread wake-up per answer. Prints durable votes/s and
+ * the ack latency percentiles; every 201 counted is a vote committed by
+ * PostgreSQL before the answer.
  *
  *   tally-stress fanout [--target 127.0.0.1:PORT] [--subscribers N] [--seconds S]
  *                       [--rate R] [--server-pid PID] [--threads T] [--json FILE]
@@ -64,16 +67,19 @@
 #include "stress/fanout_common.h"
 #include "stress/hist.h"
 #include "stress/httpc.h"
+#include "stress/hvotes.h"
 
 #define STRESS_CLIENTS_MAX 1024
 #define STRESS_PPC_MAX 1024
+#define STRESS_VOTE_THREADS 2 /* rings of the io_uring voters: one per core here */
 
 struct opts {
     char host[64];
     uint16_t port;
     unsigned clients;
     unsigned seconds;
-    unsigned ppc; /* participants per client */
+    unsigned ppc;  /* participants per client */
+    bool blocking; /* a blocking thread per client instead of the io_uring voters */
     const char *json_path;
 };
 
@@ -81,7 +87,7 @@ struct client {
     pthread_t tid;
     unsigned index;
     const struct opts *o;
-    char (*tokens)[80];
+    char (*tokens)[HVOTES_TOKEN_MAX];
     unsigned n_tokens;
     const int64_t *polls;
     unsigned n_polls;
@@ -112,7 +118,8 @@ static void usage(void)
 {
     fprintf(stderr,
             "usage: tally-stress votes [--target HOST:PORT] [--clients N] [--seconds S]\n"
-            "                          [--participants-per-client N] [--json FILE]\n"
+            "                          [--participants-per-client N] [--blocking 0|1]\n"
+            "                          [--json FILE]\n"
             "       tally-stress fanout [--subscribers N] [--seconds S] [--rate R]"
             " [common options]\n"
             "       tally-stress fanout-nchan --target HOST:PORT --subscribers N --seconds S\n"
@@ -158,6 +165,8 @@ static void parse_opts(int argc, char **argv, struct opts *o)
             o->seconds = fo_parse_uint(f, v, 1, 3600);
         } else if (strcmp(f, "--participants-per-client") == 0) {
             o->ppc = fo_parse_uint(f, v, 1, STRESS_PPC_MAX);
+        } else if (strcmp(f, "--blocking") == 0) {
+            o->blocking = fo_parse_uint(f, v, 0, 1) == 1;
         } else if (strcmp(f, "--json") == 0) {
             o->json_path = v;
         } else {
@@ -308,6 +317,50 @@ static void report(const struct opts *o, const struct hist *h, uint64_t ok, uint
     }
 }
 
+/* The blocking voters (--blocking 1): one thread per client, for comparison. */
+static void vote_blocking(struct client *cs, const struct opts *o, struct hvotes_result *r)
+{
+    for (unsigned i = 0; i < o->clients; i++)
+        pthread_create(&cs[i].tid, NULL, vote_worker, &cs[i]);
+    for (unsigned i = 0; i < o->clients; i++) {
+        pthread_join(cs[i].tid, NULL);
+        for (unsigned k = 0; k < 6; k++)
+            r->by_status[k] += cs[i].by_status[k];
+        hist_merge(&r->hist, &cs[i].hist);
+        r->ok += cs[i].ok;
+        r->errors += cs[i].errors;
+        r->other += cs[i].other;
+    }
+}
+
+/* The io_uring voters: STRESS_VOTE_THREADS rings drive every client's connection. */
+static void vote_uring(const struct client *cs, const struct opts *o, struct hvotes_result *r)
+{
+    struct hvotes_voter *vs = xcalloc(o->clients, sizeof(*vs));
+    for (unsigned i = 0; i < o->clients; i++) {
+        vs[i].index = cs[i].index;
+        source_addr(cs[i].index, vs[i].source, sizeof(vs[i].source));
+        vs[i].tokens = cs[i].tokens;
+        vs[i].n_tokens = cs[i].n_tokens;
+    }
+    struct hvotes_config cfg = {
+        .host = o->host,
+        .port = o->port,
+        .voters = vs,
+        .n_voters = o->clients,
+        .polls = cs[0].polls,
+        .n_polls = cs[0].n_polls,
+        .threads = STRESS_VOTE_THREADS,
+        .deadline_ns = cs[0].deadline_ns,
+    };
+    int rc = hvotes_run(&cfg, r);
+    if (rc < 0) {
+        fprintf(stderr, "tally-stress: io_uring voters: %s\n", strerror(-rc));
+        exit(1);
+    }
+    free(vs);
+}
+
 static int run_votes(const struct opts *o)
 {
     unsigned per_round = o->clients * o->ppc;
@@ -340,30 +393,27 @@ static int run_votes(const struct opts *o)
         cs[i].polls = polls;
         cs[i].n_polls = n_polls;
         cs[i].deadline_ns = t0 + (uint64_t)o->seconds * 1000000000ull;
-        pthread_create(&cs[i].tid, NULL, vote_worker, &cs[i]);
     }
-    static struct hist all;
-    hist_init(&all);
-    uint64_t ok = 0, errors = 0, other = 0, by_status[6] = {0};
-    for (unsigned i = 0; i < o->clients; i++) {
-        pthread_join(cs[i].tid, NULL);
-        for (unsigned k = 0; k < 6; k++)
-            by_status[k] += cs[i].by_status[k];
-        hist_merge(&all, &cs[i].hist);
-        ok += cs[i].ok;
-        errors += cs[i].errors;
-        other += cs[i].other;
-        free(cs[i].tokens);
-    }
+    struct hvotes_result *r = xcalloc(1, sizeof(*r));
+    hist_init(&r->hist);
+    if (o->blocking)
+        vote_blocking(cs, o, r);
+    else
+        vote_uring(cs, o, r);
     double secs = (double)(fo_now_ns() - t0) / 1e9;
-    report(o, &all, ok, errors, other, secs);
-    if (other)
+    report(o, &r->hist, r->ok, r->errors, r->other, secs);
+    if (r->other)
         printf("other answers by class: 2xx %" PRIu64 ", 3xx %" PRIu64 ", 4xx %" PRIu64
-               ", 5xx %" PRIu64 "\n", by_status[2], by_status[3], by_status[4], by_status[5]);
+               ", 5xx %" PRIu64 "\n",
+               r->by_status[2], r->by_status[3], r->by_status[4], r->by_status[5]);
+    int rc = r->errors || r->other ? 1 : 0;
+    for (unsigned i = 0; i < o->clients; i++)
+        free(cs[i].tokens);
+    free(r);
     free(cs);
     free(polls);
     free(ptok);
-    return errors || other ? 1 : 0;
+    return rc;
 }
 
 int main(int argc, char **argv)
