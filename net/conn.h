@@ -56,6 +56,7 @@ struct conn {
     uint8_t mode;
     bool recv_armed;
     bool send_inflight;
+    bool send_pending; /* in the thread's flush list: a send is armed at the end of the turn */
     bool close_submitted;
     bool waiting;          /* an HTTP request (or a subscription) is with the actors */
     bool close_after_send; /* Connection: close, or an error that ends the connection */
@@ -119,6 +120,11 @@ struct net_thread {
     uint32_t results_hold_ms;
     struct pace *pace;
     uint64_t idle_ns; /* time this ring's worker slept in it since the last pacing */
+    /* Connections given output this turn whose send is not armed yet: armed
+     * together at the end of the turn, so what a turn queues on one
+     * connection (an answer, results of several polls) leaves as one send. */
+    uint32_t *flush;
+    uint32_t n_flush;
 };
 
 /* One network thread: drives rings[0..n_rings), sleeping in rings[0]. */

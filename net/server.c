@@ -77,6 +77,8 @@
 #define NET_KEEPALIVE_IDLE_MS 75000
 #define NET_MBOX_SLOTS (4 * NET_FILES_PER_RING)
 #define NET_REPLY_BATCH 256
+#define NET_SEND_MERGE_MAX 16384 /* bytes of queued chunks one send may carry */
+#define NET_FLUSH_MAX (2 * NET_FILES_PER_RING) /* connections awaiting a send per turn */
 
 static_assert(IS_POW2(NET_BUF_COUNT), "buffer ring size must be a power of two");
 static_assert(NET_FILES_PER_RING <= (1ull << UD_SLOT_BITS), "slots must fit in user_data");
@@ -140,10 +142,50 @@ static void arm_recv(struct net_thread *t, struct conn *c)
     c->recv_armed = true;
 }
 
+static void chunk_free(struct conn *c, struct out_chunk *ch);
+
+/*
+ * Several small chunks queued behind a send that just completed (a vote's
+ * answer, results of several polls, presence) go out as ONE send: copied
+ * into one buffer, which costs far less than a send each. Only chunks not
+ * yet started are merged, in order, up to NET_SEND_MERGE_MAX bytes; the
+ * merged chunk is on its way, so it is no longer counted among the queued
+ * messages a slow subscriber is judged by, nor coalesced.
+ */
+static void merge_queued(struct conn *c)
+{
+    struct out_chunk *ch = c->out_head, *end = ch;
+    size_t total = 0;
+    unsigned n = 0;
+    while (end && end->off == 0 && end->rb->len <= NET_SEND_MERGE_MAX - total) {
+        total += end->rb->len;
+        end = end->next;
+        n++;
+    }
+    if (n < 2)
+        return;
+    struct rbuf *rb = rbuf_alloc(total);
+    size_t at = 0;
+    while (ch != end) {
+        struct out_chunk *next = ch->next;
+        memcpy(rb->data + at, ch->rb->data, ch->rb->len);
+        at += ch->rb->len;
+        chunk_free(c, ch);
+        ch = next;
+    }
+    struct out_chunk *m = xmalloc(sizeof(*m));
+    *m = (struct out_chunk){.next = end, .rb = rb, .off = 0, .kind = CHUNK_OTHER, .poll_id = 0};
+    c->out_head = m;
+    if (end == NULL)
+        c->out_tail = m;
+}
+
 static void arm_send(struct net_thread *t, struct conn *c)
 {
+    TALLY_ASSERT(c->out_head != NULL);
+    if (c->out_head->next != NULL)
+        merge_queued(c);
     struct out_chunk *ch = c->out_head;
-    TALLY_ASSERT(ch != NULL);
     TALLY_ASSERT(!c->send_inflight);
     uint32_t slot = net__slot(t, c);
     struct io_uring_sqe *sqe = get_sqe(t);
@@ -198,8 +240,28 @@ void net__queue(struct net_thread *t, struct conn *c, struct rbuf *rb, enum chun
     c->out_tail = ch;
     if (kind != CHUNK_OTHER)
         c->out_msgs++;
-    if (!c->send_inflight)
-        arm_send(t, c);
+    if (c->send_inflight || c->send_pending)
+        return;
+    if (t->n_flush == NET_FLUSH_MAX) {
+        arm_send(t, c); /* the list is full (slots reused within a turn): send now */
+        return;
+    }
+    c->send_pending = true;
+    t->flush[t->n_flush++] = net__slot(t, c);
+}
+
+/* Arms one send for each connection given output since the last flush. */
+static void flush_sends(struct net_thread *t)
+{
+    for (uint32_t i = 0; i < t->n_flush; i++) {
+        struct conn *c = &t->conns[t->flush[i]];
+        if (!c->send_pending)
+            continue; /* listed twice: the slot was freed and reused within the turn */
+        c->send_pending = false;
+        if (c->state == CONN_OPEN && !c->send_inflight && c->out_head != NULL)
+            arm_send(t, c);
+    }
+    t->n_flush = 0;
 }
 
 void net__queue_bytes(struct net_thread *t, struct conn *c, const void *p, size_t len)
@@ -877,6 +939,7 @@ static void close_all(struct net_thread *t)
  */
 static unsigned ring_turn(struct net_thread *t, bool wait)
 {
+    flush_sends(t); /* output queued outside a turn (the stop's close frames) */
     if (t->bufs_returned) {
         io_uring_buf_ring_advance(t->br, (int)t->bufs_returned);
         t->bufs_returned = 0;
@@ -906,6 +969,7 @@ static unsigned ring_turn(struct net_thread *t, bool wait)
     io_uring_cq_advance(&t->ring, seen);
     if (!pace_idle(t->pace))
         live__release_held(t);
+    flush_sends(t);
     /* Sends prepared here (released results, answers) count as work, so the
      * worker takes another turn to submit them rather than sleeping first. */
     return seen + io_uring_sq_ready(&t->ring);
@@ -947,7 +1011,7 @@ static void worker_pace(struct net_worker *w)
 static bool ring_has_work(struct net_thread *t)
 {
     return io_uring_cq_ready(&t->ring) > 0 || io_uring_cq_has_overflow(&t->ring) ||
-           io_uring_sq_ready(&t->ring) > 0 || t->bufs_returned > 0;
+           io_uring_sq_ready(&t->ring) > 0 || t->bufs_returned > 0 || t->n_flush > 0;
 }
 
 static bool worker_rings_open(const struct net_worker *w)
@@ -1178,6 +1242,7 @@ static int thread_prepare(struct net_server *srv, struct net_thread *t, unsigned
         return -errno;
     t->mbox = mbox_create(NET_MBOX_SLOTS, mbox_notify_eventfd, (void *)(intptr_t)t->wake_fd);
     t->conns = xcalloc(NET_FILES_PER_RING, sizeof(*t->conns));
+    t->flush = xcalloc(NET_FLUSH_MAX, sizeof(*t->flush));
     tlist_init(&t->head_timeouts, NET_HEAD_TIMEOUT_MS);
     tlist_init(&t->idle_timeouts, NET_KEEPALIVE_IDLE_MS);
     tlist_init(&t->ping_timers, NET_WS_PING_MS);
@@ -1305,6 +1370,7 @@ void net_server_destroy(struct net_server *srv)
         pace_destroy(t->pace);
         hmap_destroy(t->subs);
         free(t->conns);
+        free(t->flush);
         free(t->bufs);
         free(t->br);
     }
