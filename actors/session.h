@@ -47,7 +47,12 @@
 #include "core/mbox.h"
 #include "store/store.h"
 
-#define SESSION_MBOX_SLOTS 4096 /* requests and completions waiting for one session */
+/* Requests and completions waiting for one session: a stadium's vote burst
+ * (100,000 votes in 2 s) arrives faster than the actor runs while the
+ * network threads hold the cores, and a full mailbox refuses votes (503
+ * busy). 1.5 MiB of mapped ring, resident only as far as a session's
+ * traffic has reached (core/mbox.c). */
+#define SESSION_MBOX_SLOTS 65535
 #define SESSION_QUEUE_MAX 64    /* structural requests waiting behind the one in flight */
 /* Tests build the actors with small limits to reach them. */
 #ifndef SESSION_PARTICIPANTS_MAX

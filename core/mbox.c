@@ -62,6 +62,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <ck_ring.h>
@@ -70,6 +71,7 @@
 
 /* Largest mailbox: a ring of 2^24 slots of 24 bytes is 384 MiB. */
 #define MBOX_SLOTS_MAX ((1u << 24) - 1)
+#define MBOX_MAP_BYTES (256u * 1024) /* rings this big are mapped (slots_alloc) */
 #define MBOX_CACHELINE 64
 /*
  * Pauses a producer spends waiting for an earlier producer to publish before
@@ -84,6 +86,7 @@ CK_RING_PROTOTYPE(mbox, mbox_msg)
 struct mbox {
     struct ck_ring ring; /* padded inside between consumer and producer counters */
     struct mbox_msg *slots;
+    size_t slots_bytes;
     mbox_notify_fn notify;
     void *notify_arg;
     /* Producers and the owner both hit this flag: keep it off the ring's lines. */
@@ -101,6 +104,21 @@ static uint32_t pow2_above(uint32_t n)
     return p;
 }
 
+/*
+ * A big ring is mapped, not taken from the heap: its pages become resident
+ * only as messages first reach them, so a mailbox sized for a burst costs a
+ * quiet owner next to nothing. (calloc gives no such promise: a reused heap
+ * chunk is zeroed by writing every page.)
+ */
+static struct mbox_msg *slots_alloc(size_t bytes)
+{
+    if (bytes < MBOX_MAP_BYTES)
+        return xcalloc(1, bytes);
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    TALLY_ASSERT(p != MAP_FAILED);
+    return p;
+}
+
 struct mbox *mbox_create(uint32_t slots_max, mbox_notify_fn notify, void *arg)
 {
     TALLY_ASSERT(slots_max >= 1);
@@ -110,7 +128,8 @@ struct mbox *mbox_create(uint32_t slots_max, mbox_notify_fn notify, void *arg)
     uint32_t size = pow2_above(slots_max);
     struct mbox *m = xaligned_alloc(MBOX_CACHELINE, sizeof(*m));
     memset(m, 0, sizeof(*m));
-    m->slots = xcalloc(size, sizeof(*m->slots));
+    m->slots_bytes = (size_t)size * sizeof(*m->slots);
+    m->slots = slots_alloc(m->slots_bytes);
     ck_ring_init(&m->ring, size);
     m->notify = notify;
     m->notify_arg = arg;
@@ -123,7 +142,10 @@ void mbox_destroy(struct mbox *m)
 {
     if (m == NULL)
         return;
-    free(m->slots);
+    if (m->slots_bytes >= MBOX_MAP_BYTES)
+        munmap(m->slots, m->slots_bytes);
+    else
+        free(m->slots);
     free(m);
 }
 

@@ -104,6 +104,7 @@ static void test_full_at_capacity(void **state)
     check_capacity(7, 7);
     check_capacity(8, 15);
     check_capacity(1000, 1023);
+    check_capacity(65535, 65535); /* a mapped ring (1.5 MiB), as a session's */
 }
 
 static void test_notify_once_per_transition(void **state)
