@@ -145,8 +145,9 @@ static void arm_recv(struct net_thread *t, struct conn *c)
 static void chunk_free(struct conn *c, struct out_chunk *ch);
 
 /*
- * Several small chunks queued behind a send that just completed (a vote's
- * answer, results of several polls, presence) go out as ONE send: copied
+ * Several small chunks waiting when a send is armed (queued during the turn
+ * that flush_sends ends, or behind a send that just completed: a vote's
+ * answer, results of several polls, presence) go out as ONE send, copied
  * into one buffer, which costs far less than a send each. Only chunks not
  * yet started are merged, in order, up to NET_SEND_MERGE_MAX bytes; the
  * merged chunk is on its way, so it is no longer counted among the queued
