@@ -1469,6 +1469,71 @@ static void test_batch_limit(void **state)
     store_destroy(s);
 }
 
+static unsigned tracker_count(void)
+{
+    unsigned n;
+
+    pthread_mutex_lock(&tracker.lock);
+    n = tracker.done;
+    pthread_mutex_unlock(&tracker.lock);
+    return n;
+}
+
+static struct store_op *lookup_op(unsigned i)
+{
+    struct store_op *op = op_new(STORE_VOTE_LOOKUP);
+
+    op->vote.participant_id = 1;
+    snprintf(op->vote.idem_key, sizeof(op->vote.idem_key), "join-%u", i);
+    return op;
+}
+
+/*
+ * While one writer commits, a few waiting operations are left for its next
+ * batch (one transaction instead of several small ones); once
+ * STORE_JOIN_MIN wait, an idle writer takes them at once beside it.
+ */
+static void test_join_policy(void **state)
+{
+    enum { FEW = 10, N = STORE_JOIN_MIN + FEW };
+    struct store *s = store_up(conninfo, 2, 0, "inst-a");
+    struct store_op *g, *ops[N];
+    uint64_t batches;
+
+    (void)state;
+    tracker_reset();
+    g = gate_close(s); /* one writer busy, the other idle */
+    batches = atomic_load(&s->n_batches);
+    for (unsigned i = 0; i < FEW; i++) {
+        ops[i] = lookup_op(i);
+        assert_true(store_submit(s, ops[i]));
+    }
+    usleep(300 * 1000);
+    assert_int_equal(tracker_count(), 0); /* the idle writer left them waiting */
+    for (unsigned i = FEW; i < N; i++) {
+        ops[i] = lookup_op(i);
+        assert_true(store_submit(s, ops[i]));
+    }
+    wait_done(N); /* the gate is still closed: the idle writer took them all */
+    /* One batch, or two when the last few arrived after it had taken the
+     * rest (they then waited for it, as below STORE_JOIN_MIN they must). */
+    assert_in_range(atomic_load(&s->n_batches) - batches, 1, 2);
+    gate_open();
+    wait_done(N + 1);
+    for (unsigned i = 0; i < N; i++) {
+        assert_int_equal(ops[i]->status, STORE_NOT_FOUND);
+        store_op_free(ops[i]);
+    }
+    store_op_free(g);
+
+    /* With nobody busy, a lone operation commits at once. */
+    ops[0] = lookup_op(0);
+    submit_wait(s, ops[0]);
+    assert_int_equal(ops[0]->status, STORE_NOT_FOUND);
+    store_op_free(ops[0]);
+    store_destroy(s);
+}
+
 static void check_queue_limit(uint32_t queue_max)
 {
     struct store *s = store_up(conninfo, 1, queue_max, "inst-a");
@@ -2063,6 +2128,7 @@ int main(void)
         cmocka_unit_test(test_refused_op_isolated),
         cmocka_unit_test(test_fresh_votes),
         cmocka_unit_test(test_batch_limit),
+        cmocka_unit_test(test_join_policy),
         cmocka_unit_test(test_queue_limit),
         cmocka_unit_test(test_stop_commits_queued),
         cmocka_unit_test(test_load),
