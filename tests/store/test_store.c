@@ -1514,9 +1514,13 @@ static void test_join_policy(void **state)
         ops[i] = lookup_op(i);
         assert_true(store_submit(s, ops[i]));
     }
-    wait_done(N); /* the gate is still closed: the idle writer took them all */
-    /* One batch, or two when the last few arrived after it had taken the
-     * rest (they then waited for it, as below STORE_JOIN_MIN they must). */
+    /* The gate is still closed: the idle writer took what was queued once
+     * STORE_JOIN_MIN waited, in one batch. Ops that arrived after it took
+     * them (fewer than STORE_JOIN_MIN) wait for a writer to be free again,
+     * as below the threshold they must. */
+    for (unsigned ms = 0; tracker_count() < STORE_JOIN_MIN && ms < 10000; ms += 10)
+        usleep(10 * 1000);
+    assert_in_range(tracker_count(), STORE_JOIN_MIN, N);
     assert_in_range(atomic_load(&s->n_batches) - batches, 1, 2);
     gate_open();
     wait_done(N + 1);
