@@ -145,6 +145,7 @@ struct store {
 
     atomic_uint sleepers;   /* writers waiting on `work` */
     atomic_uint busy;       /* writers holding a batch, from taking it to its completion */
+    atomic_uint resolving;  /* of those, writers finding out what became of a broken batch */
     atomic_bool waking;     /* a writer was signalled and has not woken yet */
     atomic_uint connected;  /* writers holding a working connection */
     atomic_uint submitting; /* store_submit calls between their check and enqueue */
@@ -1330,6 +1331,32 @@ static void sleep_ms(unsigned ms)
  * not known yet, until deadline_ms. Returns ACK, RETRY (w->conn is up) or
  * FAIL; outcome.c holds the decision table.
  */
+static bool worth_taking(struct store *s);
+static void wake_one_locked(struct store *s);
+
+/*
+ * A writer that finds out what became of a broken batch still holds it, for
+ * up to STORE_RESOLVE_MS_MAX, but is not committing: worth_taking does not
+ * count it as busy, so what is queued behind it goes to an idle writer
+ * meanwhile (one woken here) instead of waiting for the resolution.
+ */
+static void writer_resolving(struct store_writer *w, bool on)
+{
+    struct store *s = w->store;
+
+    if (!on) {
+        atomic_fetch_sub(&s->resolving, 1);
+        return;
+    }
+    atomic_fetch_add(&s->resolving, 1);
+    atomic_thread_fence(memory_order_seq_cst);
+    if (worth_taking(s)) {
+        pthread_mutex_lock(&s->lock);
+        wake_one_locked(s);
+        pthread_mutex_unlock(&s->lock);
+    }
+}
+
 static enum outcome_action resolve_broken(struct store_writer *w, unsigned n, unsigned attempt,
                                           uint64_t deadline_ms)
 {
@@ -1457,7 +1484,9 @@ static bool commit_batch(struct store_writer *w, unsigned n)
             break;
         }
         writer_disconnect(w);
+        writer_resolving(w, true);
         act = resolve_broken(w, n, attempt, deadline_ms);
+        writer_resolving(w, false);
         if (act == OUTCOME_ACK)
             return true;
         if (act != OUTCOME_RETRY)
@@ -1577,8 +1606,10 @@ static void wake_one_locked(struct store *s)
 static bool worth_taking(struct store *s)
 {
     unsigned queued = atomic_load(&s->queued);
+    /* Signed: the two counters are read one after the other. */
+    long committing = (long)atomic_load(&s->busy) - (long)atomic_load(&s->resolving);
 
-    return queued > 0 && (atomic_load(&s->busy) == 0 || queued >= STORE_JOIN_MIN);
+    return queued > 0 && (committing <= 0 || queued >= STORE_JOIN_MIN);
 }
 
 /* Takes a batch when worth_taking (or everything while closing); counts the writer busy. */
