@@ -203,6 +203,11 @@ static void *worker_main(void *arg)
         TALLY_ASSERT(a->rt == rt);
         actor_run(a, batch);
     }
+    /* Stopping: mail posted before the stop (the network's last
+     * unsubscriptions, as its connections closed) is still handled, so no
+     * payload is left behind in a mailbox. */
+    for (struct actor *a; (a = runq_pop(rt)) != NULL;)
+        actor_run(a, batch);
     return NULL;
 }
 
