@@ -733,8 +733,7 @@ static void handle_accept(struct net_thread *t, const struct io_uring_cqe *cqe)
     }
     if (atomic_load(&srv->connections) > srv->cfg->max_connections)
         refuse_conn(t, &t->conns[slot]);
-    if (!atomic_load(&srv->stopping))
-        arm_accept(t, i);
+    arm_accept(t, i);
 }
 
 static void buf_return(struct net_thread *t, unsigned bid)

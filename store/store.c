@@ -812,32 +812,65 @@ static bool votes_fresh(const struct store_writer *w, unsigned n)
     "AS t(s, p, pa, c, k) "
 #define SQL_VOTE_RETURNING "RETURNING id, poll_id, participant_id, idem_key"
 
+#define STMT_VOTE_PLAIN "tally_vote_plain"
+#define STMT_VOTE_SAFE "tally_vote_safe"
+
+/* Prepares the two vote INSERTs once per connection: PostgreSQL then skips
+ * parsing and planning them batch after batch. */
+static bool writer_prepare(struct store_writer *w)
+{
+    static const char *const names[2] = {STMT_VOTE_PLAIN, STMT_VOTE_SAFE};
+    static const char *const sql[2] = {SQL_VOTE_INSERT SQL_VOTE_RETURNING,
+                                       SQL_VOTE_INSERT "ON CONFLICT DO NOTHING " SQL_VOTE_RETURNING};
+    char err[STORE_ERR_MAX];
+
+    for (unsigned i = 0; i < 2 && !w->prepared; i++) {
+        PGresult *res = PQprepare(w->conn, names[i], sql[i], 5, NULL);
+        const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        /* 42P05: prepared by an earlier call that failed on the second. */
+        bool ok = PQresultStatus(res) == PGRES_COMMAND_OK || (state && strcmp(state, "42P05") == 0);
+
+        if (!ok)
+            log_warn("store: preparing the vote INSERT failed: %s", pq_msg(w->conn, res, err));
+        PQclear(res);
+        if (!ok)
+            return false;
+    }
+    w->prepared = true;
+    return true;
+}
+
 /*
- * Inserts the batch's votes in one statement. When every vote is fresh, a
- * plain INSERT: PostgreSQL takes it at about twice the rate of INSERT ...
- * ON CONFLICT here (speculative insertion checks each unique index twice).
+ * A batch's votes go in one statement. When every vote is fresh, a plain
+ * INSERT: PostgreSQL takes it at about twice the rate of INSERT ... ON
+ * CONFLICT here (speculative insertion checks each unique index twice).
  * Should one conflict all the same (another instance, a vote whose commit
  * answer was lost), the unique constraints refuse the statement:
  * w->vote_conflict tells the caller to roll back and run the batch again with
  * ON CONFLICT DO NOTHING, which sorts duplicates from conflicts row by row.
+ *
+ * votes_build sorts the batch's votes and builds the INSERT's arrays, and
+ * returns whether the plain INSERT may be used.
  */
-static bool insert_votes(struct store_writer *w, unsigned n)
+static bool votes_build(struct store_writer *w, unsigned n)
 {
-    const char *p[5];
-    char err[STORE_ERR_MAX];
-    const char *state;
-    PGresult *res;
-    unsigned inserted;
-    bool plain = !w->votes_safe && votes_fresh(w, n);
-
     qsort(w->votes, n, sizeof(w->votes[0]), cmp_vote_ref);
     build_vote_arrays(w, n);
-    for (unsigned a = 0; a < ARRAY_LEN(p); a++)
-        p[a] = w->arr[a].data;
-    res = PQexecParams(w->conn,
-                       plain ? SQL_VOTE_INSERT SQL_VOTE_RETURNING
-                             : SQL_VOTE_INSERT "ON CONFLICT DO NOTHING " SQL_VOTE_RETURNING,
-                       5, NULL, p, NULL, NULL, 0);
+    return !w->votes_safe && votes_fresh(w, n);
+}
+
+/*
+ * Takes the INSERT's answer: the rows that came back are the votes stored;
+ * each one that did not is a duplicate or a conflict, found out here. false:
+ * the statement failed (w->vote_conflict when a plain INSERT met a unique
+ * constraint) or a lookup did.
+ */
+static bool votes_inserted(struct store_writer *w, unsigned n, const PGresult *res, bool plain)
+{
+    char err[STORE_ERR_MAX];
+    const char *state;
+    unsigned inserted;
+
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
         w->vote_conflict = plain && state != NULL && strcmp(state, "23505") == 0;
@@ -845,16 +878,31 @@ static bool insert_votes(struct store_writer *w, unsigned n)
             log_debug("store: a fresh vote conflicts; the batch runs again with ON CONFLICT");
         else
             log_warn("store: vote insert failed: %s", pq_msg(w->conn, res, err));
-        PQclear(res);
         return false;
     }
     inserted = match_inserted(w, n, res);
-    PQclear(res);
     for (unsigned i = 0; inserted < n && i < n; i++) {
         if (w->votes[i].op->status == STORE_UNAVAILABLE && !resolve_not_inserted(w->conn, w->votes[i].op))
             return false;
     }
     return true;
+}
+
+/* The votes of a batch that also holds other operations, in one statement. */
+static bool insert_votes(struct store_writer *w, unsigned n)
+{
+    const char *p[5];
+    PGresult *res;
+    bool plain = votes_build(w, n), ok;
+
+    if (!writer_prepare(w))
+        return false;
+    for (unsigned a = 0; a < ARRAY_LEN(p); a++)
+        p[a] = w->arr[a].data;
+    res = PQexecPrepared(w->conn, plain ? STMT_VOTE_PLAIN : STMT_VOTE_SAFE, 5, p, NULL, NULL, 0);
+    ok = votes_inserted(w, n, res, plain);
+    PQclear(res);
+    return ok;
 }
 
 /* ---- batches ---------------------------------------------------------- */
@@ -980,32 +1028,6 @@ static enum batch_end batch_commit(struct store_writer *w)
     return batch_failed(w);
 }
 
-#define STMT_VOTE_PLAIN "tally_vote_plain"
-#define STMT_VOTE_SAFE "tally_vote_safe"
-
-/* Prepares the two vote INSERTs once per connection: PostgreSQL then skips
- * parsing and planning them batch after batch. */
-static bool writer_prepare(struct store_writer *w)
-{
-    static const char *const names[2] = {STMT_VOTE_PLAIN, STMT_VOTE_SAFE};
-    static const char *const sql[2] = {SQL_VOTE_INSERT SQL_VOTE_RETURNING,
-                                       SQL_VOTE_INSERT "ON CONFLICT DO NOTHING " SQL_VOTE_RETURNING};
-    char err[STORE_ERR_MAX];
-
-    for (unsigned i = 0; i < 2 && !w->prepared; i++) {
-        PGresult *res = PQprepare(w->conn, names[i], sql[i], 5, NULL);
-        bool ok = PQresultStatus(res) == PGRES_COMMAND_OK;
-
-        if (!ok)
-            log_warn("store: preparing the vote INSERT failed: %s", pq_msg(w->conn, res, err));
-        PQclear(res);
-        if (!ok)
-            return false;
-    }
-    w->prepared = true;
-    return true;
-}
-
 /* Whether every operation of the batch is a vote. */
 static bool batch_votes_only(const struct store_writer *w, unsigned n)
 {
@@ -1074,11 +1096,7 @@ static enum batch_end run_vote_batch(struct store_writer *w, unsigned n)
 {
     char err[STORE_ERR_MAX];
     PGresult *r[3] = {NULL, NULL, NULL};
-    const char *state;
-    bool plain = !w->votes_safe && votes_fresh(w, n);
-    bool piped;
-    enum batch_end end = BATCH_REFUSED;
-    unsigned inserted = 0;
+    bool plain, piped, begun, stored = false;
 
     w->xid = 0;
     w->commit_sent = false;
@@ -1086,35 +1104,24 @@ static enum batch_end run_vote_batch(struct store_writer *w, unsigned n)
     w->backend_pid = PQbackendPID(w->conn);
     if (!writer_prepare(w))
         return batch_failed(w);
-    qsort(w->votes, n, sizeof(w->votes[0]), cmp_vote_ref);
-    build_vote_arrays(w, n);
+    plain = votes_build(w, n);
     piped = vote_pipeline(w, plain, r);
-    if (piped && PQresultStatus(r[0]) == PGRES_COMMAND_OK && PQresultStatus(r[1]) == PGRES_TUPLES_OK &&
-        PQntuples(r[1]) == 1) {
+    begun = piped && PQresultStatus(r[0]) == PGRES_COMMAND_OK && PQresultStatus(r[1]) == PGRES_TUPLES_OK &&
+            PQntuples(r[1]) == 1;
+    if (begun) {
         w->xid = parse_i64(PQgetvalue(r[1], 0, 0));
         copy_str(w->now, sizeof(w->now), PQgetvalue(r[1], 0, 1));
-        if (PQresultStatus(r[2]) == PGRES_TUPLES_OK) {
-            inserted = match_inserted(w, n, r[2]);
-            end = BATCH_COMMITTED; /* so far */
-        } else {
-            state = PQresultErrorField(r[2], PG_DIAG_SQLSTATE);
-            w->vote_conflict = plain && state != NULL && strcmp(state, "23505") == 0;
-            if (!w->vote_conflict)
-                log_warn("store: vote insert failed: %s", pq_msg(w->conn, r[2], err));
-        }
+        stored = votes_inserted(w, n, r[2], plain);
     } else if (piped) {
-        log_warn("store: BEGIN failed: %s", pq_msg(w->conn, r[0], err));
+        log_warn("store: BEGIN failed: %s",
+                 pq_msg(w->conn, PQresultStatus(r[0]) == PGRES_COMMAND_OK ? r[1] : r[0], err));
     }
     for (unsigned i = 0; i < 3; i++)
         PQclear(r[i]);
     if (!piped)
         return BATCH_BROKEN; /* the writer drops the connection; COMMIT was not sent */
-    if (end != BATCH_COMMITTED)
+    if (!stored)
         return w->vote_conflict ? BATCH_CONFLICT : batch_failed(w);
-    for (unsigned i = 0; inserted < n && i < n; i++) {
-        if (w->votes[i].op->status == STORE_UNAVAILABLE && !resolve_not_inserted(w->conn, w->votes[i].op))
-            return batch_failed(w);
-    }
     return batch_commit(w);
 }
 
@@ -1332,7 +1339,7 @@ static void sleep_ms(unsigned ms)
  * FAIL; outcome.c holds the decision table.
  */
 static bool worth_taking(struct store *s);
-static void wake_one_locked(struct store *s);
+static void wake_writers(struct store *s);
 
 /*
  * A writer that finds out what became of a broken batch still holds it, for
@@ -1350,11 +1357,7 @@ static void writer_resolving(struct store_writer *w, bool on)
     }
     atomic_fetch_add(&s->resolving, 1);
     atomic_thread_fence(memory_order_seq_cst);
-    if (worth_taking(s)) {
-        pthread_mutex_lock(&s->lock);
-        wake_one_locked(s);
-        pthread_mutex_unlock(&s->lock);
-    }
+    wake_writers(s);
 }
 
 static enum outcome_action resolve_broken(struct store_writer *w, unsigned n, unsigned attempt,
@@ -1671,11 +1674,8 @@ static void writer_done(struct store_writer *w)
 
     atomic_fetch_sub(&s->busy, 1);
     atomic_thread_fence(memory_order_seq_cst);
-    if (w->conn == NULL && worth_taking(s)) {
-        pthread_mutex_lock(&s->lock);
-        wake_one_locked(s);
-        pthread_mutex_unlock(&s->lock);
-    }
+    if (w->conn == NULL)
+        wake_writers(s);
 }
 
 /*

@@ -24,6 +24,7 @@
 
 #include "core/base.h"
 #include "stress/fanout_common.h"
+#include "stress/uring.h"
 #include "stress/mpjson.h"
 
 #define ENG_SQ_ENTRIES 4096
@@ -93,16 +94,6 @@ static uint64_t ud(uint16_t gen, uint32_t local, enum op op)
     return ((uint64_t)gen << 48) | ((uint64_t)local << 8) | (uint64_t)op;
 }
 
-static struct io_uring_sqe *sqe_get(struct eng_thread *t)
-{
-    struct io_uring_sqe *sqe = io_uring_get_sqe(&t->ring);
-    while (sqe == NULL) {
-        io_uring_submit(&t->ring);
-        sqe = io_uring_get_sqe(&t->ring);
-    }
-    return sqe;
-}
-
 static uint32_t global_of(const struct eng_thread *t, uint32_t local)
 {
     return local * t->e->n_threads + t->id;
@@ -116,7 +107,7 @@ static uint32_t global_of(const struct eng_thread *t, uint32_t local)
  */
 static void conn_release(struct eng_thread *t, uint32_t local)
 {
-    struct io_uring_sqe *sqe = sqe_get(t);
+    struct io_uring_sqe *sqe = uring_sqe(&t->ring);
     io_uring_prep_cancel_fd(sqe, (int)local,
                             IORING_ASYNC_CANCEL_FD_FIXED | IORING_ASYNC_CANCEL_ALL);
     io_uring_sqe_set_data64(sqe, ud(t->conns[local].gen, local, OP_CANCEL));
@@ -155,7 +146,7 @@ static void conn_fail(struct eng_thread *t, uint32_t local, enum eng_err why)
 static void conn_recv(struct eng_thread *t, uint32_t local)
 {
     struct conn *c = &t->conns[local];
-    struct io_uring_sqe *sqe = sqe_get(t);
+    struct io_uring_sqe *sqe = uring_sqe(&t->ring);
     io_uring_prep_recv(sqe, (int)local, c->rbuf + c->rlen, sizeof(c->rbuf) - c->rlen, 0);
     sqe->flags |= IOSQE_FIXED_FILE;
     io_uring_sqe_set_data64(sqe, ud(c->gen, local, OP_RECV));
@@ -165,7 +156,7 @@ static void conn_recv(struct eng_thread *t, uint32_t local)
 static void conn_send_start(struct eng_thread *t, uint32_t local)
 {
     struct conn *c = &t->conns[local];
-    struct io_uring_sqe *sqe = sqe_get(t);
+    struct io_uring_sqe *sqe = uring_sqe(&t->ring);
     io_uring_prep_send(sqe, (int)local, c->wbuf, c->wlen, MSG_NOSIGNAL);
     sqe->flags |= IOSQE_FIXED_FILE;
     io_uring_sqe_set_data64(sqe, ud(c->gen, local, OP_SEND));
@@ -217,7 +208,7 @@ static void conn_open(struct eng_thread *t, uint32_t local)
     close(fd); /* the ring's table holds the socket now */
     if (rc < 0)
         goto err;
-    struct io_uring_sqe *sqe = sqe_get(t);
+    struct io_uring_sqe *sqe = uring_sqe(&t->ring);
     io_uring_prep_connect(sqe, (int)local, (struct sockaddr *)&e->dst, sizeof(e->dst));
     sqe->flags |= IOSQE_FIXED_FILE;
     io_uring_sqe_set_data64(sqe, ud(c->gen, local, OP_CONNECT));

@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "core/base.h"
+#include "stress/uring.h"
 
 #define HV_REQ_MAX 1024    /* a vote request: about 300 bytes */
 #define HV_RBUF_BYTES 4096 /* a vote answer: head and a short JSON body */
@@ -156,17 +157,6 @@ static uint64_t ud(uint16_t gen, uint32_t slot, enum hv_op op)
     return ((uint64_t)gen << 48) | ((uint64_t)slot << 8) | (uint64_t)op;
 }
 
-static struct io_uring_sqe *sqe_get(struct hv_thread *t)
-{
-    struct io_uring_sqe *sqe = io_uring_get_sqe(&t->ring);
-    while (sqe == NULL) {
-        /* The SQ holds two per client, so this is only a safety net. */
-        io_uring_submit(&t->ring);
-        sqe = io_uring_get_sqe(&t->ring);
-    }
-    return sqe;
-}
-
 static uint32_t slot_of(const struct hv_thread *t, const struct hv_conn *c)
 {
     return (uint32_t)(c - t->conns);
@@ -234,14 +224,14 @@ static void conn_open(struct hv_thread *t, struct hv_conn *c)
     /* The server's per-address limits see each client as its own address. */
     if (c->v->source[0] && inet_pton(AF_INET, c->v->source, &src.sin_addr) == 1)
         bind(c->fd, (struct sockaddr *)&src, sizeof(src));
-    struct io_uring_sqe *sqe = sqe_get(t);
+    struct io_uring_sqe *sqe = uring_sqe(&t->ring);
     io_uring_prep_connect(sqe, c->fd, (struct sockaddr *)&t->dst, sizeof(t->dst));
     io_uring_sqe_set_data64(sqe, ud(c->gen, slot_of(t, c), HV_OP_CONNECT));
 }
 
 static void queue_send(struct hv_thread *t, struct hv_conn *c)
 {
-    struct io_uring_sqe *sqe = sqe_get(t);
+    struct io_uring_sqe *sqe = uring_sqe(&t->ring);
     io_uring_prep_send(sqe, c->fd, c->wbuf + c->woff, c->wlen - c->woff, MSG_NOSIGNAL);
     io_uring_sqe_set_data64(sqe, ud(c->gen, slot_of(t, c), HV_OP_SEND));
     c->send_busy = true;
@@ -249,7 +239,7 @@ static void queue_send(struct hv_thread *t, struct hv_conn *c)
 
 static void queue_recv(struct hv_thread *t, struct hv_conn *c)
 {
-    struct io_uring_sqe *sqe = sqe_get(t);
+    struct io_uring_sqe *sqe = uring_sqe(&t->ring);
     io_uring_prep_recv(sqe, c->fd, c->rbuf + c->rlen, sizeof(c->rbuf) - c->rlen, 0);
     io_uring_sqe_set_data64(sqe, ud(c->gen, slot_of(t, c), HV_OP_RECV));
     c->recv_busy = true;
