@@ -23,6 +23,7 @@
 #include "core/log.h"
 #include "net/server.h"
 #include "store/pgembed.h"
+#include "store/follow.h"
 #include "store/store.h"
 
 #define MAIN_CONNINFO_MAX 1024
@@ -38,6 +39,7 @@ struct tallyd {
     struct actors *actors;
     struct net_server *net;
     struct stream_sink sink; /* filled by the network side before traffic starts */
+    struct follow *follow;   /* what other instances commit to the same database */
 };
 
 static int parse_config(struct tallyd *d, int argc, char **argv, char **envp)
@@ -120,8 +122,33 @@ static void drain(struct tallyd *d)
                  (unsigned long long)net_server_inflight(d->net));
 }
 
+static void on_follow_event(void *arg, int64_t session_id, int64_t seq)
+{
+    actors_follow_event(arg, session_id, seq);
+}
+
+static void on_follow_peers(void *arg, unsigned peers)
+{
+    actors_set_peers(arg, peers);
+}
+
+/* After the network: events it follows go straight to subscribers. */
+static int start_follow(struct tallyd *d)
+{
+    struct follow_config fc = {.conninfo = d->conninfo,
+                               .instance_id = d->cfg.instance_id,
+                               .arg = d->actors,
+                               .on_event = on_follow_event,
+                               .on_peers = on_follow_peers};
+
+    d->follow = follow_create(&fc);
+    return follow_start(d->follow);
+}
+
 static void shutdown_all(struct tallyd *d)
 {
+    follow_destroy(d->follow); /* it posts to the actors */
+    d->follow = NULL;
     if (d->net)
         net_server_stop(d->net);
     if (d->rt)
@@ -171,7 +198,7 @@ int main(int argc, char **argv, char **envp)
     }
     d.net = net_server_create(&d.cfg, d.actors, d.store);
     net_server_sink(d.net, &d.sink);
-    if (net_server_start(d.net) < 0) {
+    if (net_server_start(d.net) < 0 || start_follow(&d) < 0) {
         shutdown_all(&d);
         return 1;
     }

@@ -181,6 +181,11 @@ int actors__add_session(struct actors *as, struct session *s)
     hmap_put(as->by_code, code_key, s);
     hmap_put(as->by_id, (uint64_t)s->id, s);
     hmap_put(as->by_token, token_hash_key(s->presenter_hash), s);
+    /* A session loaded whole (actors__load_one) is published at once. */
+    for (uint32_t i = 0; i < s->n_polls; i++)
+        hmap_put(as->by_poll, (uint64_t)s->polls[i]->id, s);
+    for (uint32_t i = 0; i < s->n_parts; i++)
+        hmap_put(as->by_token, token_hash_key(s->parts[i].token_hash), s);
     pthread_rwlock_unlock(&as->lock);
     return 0;
 }
@@ -228,6 +233,48 @@ static bool actors_is_poll_route(enum api_op op)
     return op == API_POLL_OPEN || op == API_POLL_CLOSE || op == API_VOTE || op == API_RESULTS;
 }
 
+/*
+ * What the directory lacks may have been created by another instance after
+ * this one loaded: the lobby looks it up in the database (once per request)
+ * before anyone is told 404 or 401. true when req was handed over (or
+ * answered 503 because the lobby is full).
+ */
+static bool actors_lookup(struct actors *as, struct api_req *req, uint32_t what, int64_t sid)
+{
+    struct mbox_msg m = {.type = MSG_LOOKUP, .u32 = what, .u64 = (uint64_t)sid, .ptr = req};
+
+    if (as->store == NULL)
+        return false;
+    if (!actor_post(as->lobby, &m))
+        session__reply_503(req, "busy", "too many lookups waiting; try again");
+    return true;
+}
+
+bool actors__lookup_token(struct actors *as, struct session *s, struct api_req *req)
+{
+    if (req->token_looked_up)
+        return false;
+    return actors_lookup(as, req, LOOKUP_TOKEN, s->id);
+}
+
+void actors_follow_event(struct actors *as, int64_t session_id, int64_t seq)
+{
+    struct session *s = session_id > 0 ? actors_get(as, as->by_id, (uint64_t)session_id) : NULL;
+    struct mbox_msg m = {.type = MSG_FOLLOW, .u64 = (uint64_t)seq};
+
+    /* A full mailbox drops the hint: the follower repeats it every poll. */
+    if (s != NULL && seq > atomic_load_explicit(&s->seq_pub, memory_order_relaxed))
+        (void)actor_post(s->actor, &m);
+}
+
+void actors_set_peers(struct actors *as, unsigned peers)
+{
+    /* Once shared, counts stay read from the database: an instance that
+     * seems gone may still be committing what it took. */
+    if (peers > 0 && !atomic_exchange(&as->shared, true))
+        log_info("another instance shares the database: open polls' counts are read from it");
+}
+
 void actors_submit(struct actors *as, struct api_req *req)
 {
     struct mbox_msg m = {.type = MSG_REQ, .ptr = req};
@@ -250,6 +297,8 @@ void actors_submit(struct actors *as, struct api_req *req)
         }
     } else if (actors_is_poll_route(req->op)) {
         s = req->poll_id > 0 ? actors_get(as, as->by_poll, (uint64_t)req->poll_id) : NULL;
+        if (s == NULL && req->poll_id > 0 && !req->looked_up && actors_lookup(as, req, LOOKUP_SESSION, 0))
+            return;
         if (s == NULL) {
             api_reply_error(req, 404, "not_found", "no poll %lld", (long long)req->poll_id);
             return;
@@ -261,11 +310,13 @@ void actors_submit(struct actors *as, struct api_req *req)
             return;
         }
         memcpy(req->code, code, sizeof(code));
+        s = actors_get(as, as->by_code, joincode_key(req->code));
+        if (s == NULL && !req->looked_up && actors_lookup(as, req, LOOKUP_SESSION, 0))
+            return;
         if (req->op == API_QR_SVG) {
             actors_qr(as, req);
             return;
         }
-        s = actors_get(as, as->by_code, joincode_key(req->code));
         if (s == NULL) {
             api_reply_error(req, 404, "not_found", "no session with this code");
             return;
@@ -385,6 +436,79 @@ static void lobby_done(struct actors *as, struct store_op *op)
     api_reply_json(req, 201, j);
 }
 
+/* ---- the lobby: what another instance created ---- */
+
+/* Hands a looked-up request to its session, as actors_submit would have. */
+static void lobby_route(struct actors *as, struct session *s, struct api_req *req)
+{
+    struct mbox_msg m = {.type = MSG_REQ, .ptr = req};
+
+    if (req->op == API_QR_SVG)
+        actors_qr(as, req);
+    else if (!actor_post(s->actor, &m))
+        session__reply_503(req, "busy", "this session is busy; try again");
+}
+
+/* A code or poll id the directory lacks: find its session, load it if need be. */
+static void lobby_lookup_session(struct actors *as, struct api_req *req)
+{
+    bool by_poll = actors_is_poll_route(req->op);
+    struct store_find f = {.code = by_poll ? NULL : req->code, .poll_id = by_poll ? req->poll_id : 0};
+    int64_t sid, pid;
+    struct session *s;
+    int rc;
+
+    req->looked_up = true;
+    rc = store_find_session(as->store, &f, &sid, &pid);
+    if (rc == 1) {
+        s = actors_get(as, as->by_id, (uint64_t)sid);
+        rc = s != NULL ? 0 : actors__load_one(as, sid, &s);
+        if (rc == 0) {
+            lobby_route(as, s, req);
+            return;
+        }
+    }
+    if (rc == 0 || rc == -ENOENT) {
+        if (by_poll)
+            api_reply_error(req, 404, "not_found", "no poll %lld", (long long)req->poll_id);
+        else
+            api_reply_error(req, 404, "not_found", "no session with this code");
+    } else if (rc == -ENOSPC) {
+        session__reply_503(req, "busy", "this instance holds its maximum number of sessions");
+    } else {
+        session__reply_503(req, "storage_unavailable", "storage is unavailable; try again");
+    }
+}
+
+/* A token session sid does not know: a participant who joined elsewhere? */
+static void lobby_lookup_token(struct actors *as, struct api_req *req, int64_t sid)
+{
+    struct session *s = actors_get(as, as->by_id, (uint64_t)sid);
+    uint8_t hash[TOKEN_HASH_BYTES];
+    char hex[STORE_HASH_HEX + 1];
+    struct store_find f = {.token_hash = hex};
+    struct mbox_msg m = {.type = MSG_KNOWN, .ptr = req};
+    int64_t found, pid;
+    int rc;
+
+    TALLY_ASSERT(s != NULL);
+    req->token_looked_up = true;
+    token_hash(req->token, strnlen(req->token, sizeof(req->token)), hash);
+    token_hash_hex(hash, hex);
+    rc = store_find_session(as->store, &f, &found, &pid);
+    if (rc < 0) {
+        session__reply_503(req, "storage_unavailable", "storage is unavailable; try again");
+    } else if (rc == 0) {
+        api_reply_error(req, 401, "unauthorized", "unknown token");
+    } else if (found != sid) {
+        api_reply_error(req, 403, "forbidden", "this token belongs to another session");
+    } else {
+        m.u64 = (uint64_t)pid;
+        if (!actor_post(s->actor, &m))
+            session__reply_503(req, "busy", "this session is busy; try again");
+    }
+}
+
 /* ---- the lobby: event_log retention ---- */
 
 static void lobby_on_tick(struct actor *a, void *ctx, uint64_t now_ms)
@@ -432,6 +556,13 @@ static void lobby_on_msg(struct actor *a, void *ctx, const struct mbox_msg *msg)
     TALLY_ASSERT(as->lobby == a);
     if (msg->type == MSG_REQ) {
         lobby_create(as, msg->ptr);
+        return;
+    }
+    if (msg->type == MSG_LOOKUP) {
+        if (msg->u32 == LOOKUP_TOKEN)
+            lobby_lookup_token(as, msg->ptr, (int64_t)msg->u64);
+        else
+            lobby_lookup_session(as, msg->ptr);
         return;
     }
     TALLY_ASSERT(msg->type == MSG_STORE_DONE);

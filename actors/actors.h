@@ -42,6 +42,18 @@ int actors_load(struct actors *as);
 void actors_submit(struct actors *as, struct api_req *req);
 /** Number of participants who joined, over all sessions (for /readyz and metrics). */
 uint64_t actors_participants(const struct actors *as);
+/**
+ * Another instance committed events of a session up to seq: the session,
+ * if this instance holds it, reads and delivers what it lacks. Any thread
+ * (the store's follower).
+ */
+void actors_follow_event(struct actors *as, int64_t session_id, int64_t seq);
+/**
+ * How many other instances share the database. From the first one on,
+ * open polls' counts are read from the database, where every instance's
+ * votes are. Any thread.
+ */
+void actors_set_peers(struct actors *as, unsigned peers);
 /** After the actor runtime has stopped. */
 void actors_destroy(struct actors *as);
 

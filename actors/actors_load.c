@@ -28,6 +28,7 @@
 struct load_ctx {
     struct actors *as;
     struct session *last; /* rows come grouped, so the last session is usually the next */
+    bool one;             /* load_one: the session is registered only once complete */
     int err;
     uint64_t sessions, polls, participants, votes, skipped;
 };
@@ -36,7 +37,7 @@ static struct session *load_session(struct load_ctx *c, int64_t id)
 {
     if (c->last != NULL && c->last->id == id)
         return c->last;
-    if (id <= 0)
+    if (id <= 0 || c->one)
         return NULL;
     pthread_rwlock_rdlock(&c->as->lock);
     c->last = hmap_get(c->as->by_id, (uint64_t)id);
@@ -59,14 +60,19 @@ static void load_on_session(void *arg, const struct store_session_row *row)
         c->skipped++;
         return;
     }
-    if (atomic_load(&c->as->reserved) >= c->as->sessions_max) {
+    if (!c->one && atomic_load(&c->as->reserved) >= c->as->sessions_max) {
         log_error("load: more than %u sessions stored", c->as->sessions_max);
         c->err = -ENOSPC;
         return;
     }
     s = session__new(c->as, row->id, code, row->title, row->created_at, hash);
     s->closed = row->closed;
-    s->seq = row->seq;
+    session__seq_set(s, row->seq);
+    if (c->one) {
+        TALLY_ASSERT(c->last == NULL);
+        c->last = s;
+        return;
+    }
     if (actors__add_session(c->as, s) < 0) {
         log_error("load: no actor for session %lld", (long long)row->id);
         session__free(s);
@@ -127,7 +133,8 @@ static void load_on_participant(void *arg, int64_t session_id, int64_t id, const
         return;
     }
     session__add_participant(s, id, hash)->loaded = true;
-    actors__add_token(c->as, s, hash);
+    if (!c->one)
+        actors__add_token(c->as, s, hash);
     atomic_fetch_add_explicit(&c->as->participants, 1, memory_order_relaxed);
     c->participants++;
 }
@@ -166,10 +173,53 @@ int actors_load(struct actors *as)
     if (c.err != 0)
         return c.err;
     as->vote_id_max = l.vote_id_max;
+    for (uint32_t i = 0; i < as->n_sessions; i++)
+        as->sessions[i]->vote_id_max = l.vote_id_max;
     log_info("loaded %llu sessions, %llu polls, %llu participants, %llu votes in %llu ms"
              " (%llu rows skipped)",
              (unsigned long long)c.sessions, (unsigned long long)c.polls,
              (unsigned long long)c.participants, (unsigned long long)c.votes,
              (unsigned long long)(clock_now_ms() - t0), (unsigned long long)c.skipped);
+    return 0;
+}
+
+int actors__load_one(struct actors *as, int64_t sid, struct session **out)
+{
+    struct load_ctx c = {.as = as, .one = true};
+    struct store_loader l = {
+        .arg = &c,
+        .on_session = load_on_session,
+        .on_poll = load_on_poll,
+        .on_participant = load_on_participant,
+        .on_vote_count = load_on_vote_count,
+    };
+    int rc;
+
+    *out = NULL;
+    if (atomic_fetch_add(&as->reserved, 1) >= as->sessions_max) {
+        atomic_fetch_sub(&as->reserved, 1);
+        return -ENOSPC;
+    }
+    rc = store_load_session(as->store, sid, &l);
+    if (rc == 0 && c.last == NULL)
+        rc = -ENOENT;
+    if (rc == 0 && c.err != 0)
+        rc = c.err;
+    if (rc == 0) {
+        c.last->vote_id_max = l.vote_id_max;
+        rc = actors__add_session(as, c.last);
+    }
+    if (rc < 0) {
+        if (c.last != NULL)
+            atomic_fetch_sub(&as->participants, c.last->n_parts);
+        session__free(c.last);
+        atomic_fetch_sub(&as->reserved, 1);
+        return rc;
+    }
+    log_info("loaded session %s (%lld) that another instance created: %llu polls, %llu participants, "
+             "%llu votes",
+             c.last->code, (long long)sid, (unsigned long long)c.polls,
+             (unsigned long long)c.participants, (unsigned long long)c.votes);
+    *out = c.last;
     return 0;
 }

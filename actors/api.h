@@ -75,6 +75,9 @@ struct api_req {
     uint8_t choices[API_CHOICES_MAX]; /* API_VOTE: option indexes as sent (duplicates rejected by the actor) */
     uint32_t n_choices;
     bool key_checked; /* API_VOTE: the actor already asked the store about this key */
+    bool looked_up;   /* what the directory lacked was looked up in the database */
+    bool caught_up;   /* the session read event_log for it before answering */
+    bool token_looked_up; /* the token was looked up in the database */
 
     /* API_SUBSCRIBE / API_UNSUBSCRIBE (and votes sent over a WebSocket). */
     int64_t since;       /* resume after this seq; -1 when not resuming */

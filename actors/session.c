@@ -51,6 +51,7 @@ void session__free(struct session *s)
     if (s == NULL)
         return;
     session__vote_free_flights(s);
+    session__follow_free(s);
     session__live_free(s);
     for (uint32_t i = 0; i < s->queue_len; i++)
         api_req_free(s->queue[(s->queue_head + i) % SESSION_QUEUE_MAX]);
@@ -197,6 +198,8 @@ static enum role session_auth(struct session *s, struct api_req *req, struct par
         api_reply_error(req, 403, "forbidden", "this token belongs to another session");
         return ROLE_NONE;
     }
+    if (other == NULL && actors__lookup_token(s->as, s, req))
+        return ROLE_NONE; /* joined on another instance? MSG_KNOWN or 401 follows */
     api_reply_error(req, 401, "unauthorized", "unknown token");
     return ROLE_NONE;
 }
@@ -227,6 +230,10 @@ static void session_results(struct session *s, struct api_req *req)
 
     if (p == NULL) {
         api_reply_error(req, 404, "not_found", "no poll %lld", (long long)req->poll_id);
+        return;
+    }
+    if (session__shared(s) && p->state == POLL_OPEN) {
+        session__follow_results(s, req, p);
         return;
     }
     api_reply_json(req, 200, session__results_json(p));
@@ -303,11 +310,16 @@ static void session_join_done(struct session *s, struct store_op *op)
     api_reply_json(req, 201, j);
 }
 
-static void session_on_req(struct session *s, struct api_req *req)
+void session__on_req(struct session *s, struct api_req *req)
 {
     struct participant *p = NULL;
     enum role role;
 
+    /* The database says the poll is ours, but its poll.created has not
+     * been read here yet. */
+    if (req->poll_id > 0 && req->looked_up && !req->caught_up && session__poll(s, req->poll_id) == NULL &&
+        session__follow_wait(s, req))
+        return;
     if (req->op == API_JOIN) {
         session_join(s, req);
         return;
@@ -355,6 +367,24 @@ static void session_on_req(struct session *s, struct api_req *req)
     }
 }
 
+/* The lobby found req's token in the database: a participant (pid) who
+ * joined on another instance, or the presenter (0). */
+static void session_known(struct session *s, struct api_req *req, int64_t pid)
+{
+    uint8_t hash[TOKEN_HASH_BYTES];
+    uint32_t before = s->n_parts;
+
+    if (pid > 0 && s->n_parts < SESSION_PARTICIPANTS_MAX) {
+        token_hash(req->token, strnlen(req->token, sizeof(req->token)), hash);
+        session__add_participant(s, pid, hash)->loaded = true;
+        if (s->n_parts > before) {
+            actors__add_token(s->as, s, hash);
+            atomic_fetch_add_explicit(&s->as->participants, 1, memory_order_relaxed);
+        }
+    }
+    session__on_req(s, req);
+}
+
 void session__on_msg(struct actor *a, void *ctx, const struct mbox_msg *msg)
 {
     struct session *s = ctx;
@@ -363,7 +393,15 @@ void session__on_msg(struct actor *a, void *ctx, const struct mbox_msg *msg)
     TALLY_ASSERT(s->actor == a);
     session__live_drain_spill(s);
     if (msg->type == MSG_REQ) {
-        session_on_req(s, msg->ptr);
+        session__on_req(s, msg->ptr);
+        return;
+    }
+    if (msg->type == MSG_FOLLOW) {
+        session__follow_hint(s, (int64_t)msg->u64);
+        return;
+    }
+    if (msg->type == MSG_KNOWN) {
+        session_known(s, msg->ptr, (int64_t)msg->u64);
         return;
     }
     TALLY_ASSERT(msg->type == MSG_STORE_DONE);
@@ -385,7 +423,13 @@ void session__on_msg(struct actor *a, void *ctx, const struct mbox_msg *msg)
         session__struct_done(s, op);
         return;
     case STORE_EVENTS_SINCE:
-        session__live_since_done(s, op);
+        if (op->tag == SESSION_FOLLOW_TAG)
+            session__follow_done(s, op);
+        else
+            session__live_since_done(s, op);
+        return;
+    case STORE_POLL_COUNTS:
+        session__counts_done(s, op);
         return;
     default:
         TALLY_ASSERT(!"unexpected store completion in a session");

@@ -92,7 +92,16 @@
 enum session_msg_type {
     MSG_REQ = 1,        /* ptr: struct api_req * from actors_submit */
     MSG_STORE_DONE = 2, /* ptr: struct store_op * back from a writer thread */
+    MSG_FOLLOW = 3,     /* u64: another instance committed events of the session up to this seq */
+    MSG_LOOKUP = 4,     /* lobby, ptr: a request naming what the directory lacks */
+    MSG_KNOWN = 5,      /* session, ptr: a request the lobby looked up; u64: its participant id or 0 */
 };
+
+/* Several instances (session_follow.c). */
+#define SESSION_FOLLOW_TAG 1      /* tag of the EVENTS_SINCE ops that follow other instances */
+#define SESSION_WAITING_MAX 64    /* requests waiting for the session to catch up */
+#define SESSION_FOLLOW_TRIES 20   /* reads of event_log before a missing event is given up on */
+#define SHARED_COUNTS_MS 40       /* least pause between two reads of a poll's counts while shared */
 
 enum poll_state { POLL_DRAFT = 0, POLL_OPEN = 1, POLL_CLOSED = 2 };
 
@@ -111,6 +120,9 @@ struct poll {
     uint64_t version; /* committed votes; only grows */
     bool dirty;       /* counts changed since the last results broadcast */
     uint64_t results_ms; /* when the last results of this poll was broadcast */
+    bool count_inflight; /* a POLL_COUNTS op is at the store */
+    uint64_t count_ms;   /* when the last one was sent, then when it completed */
+    uint32_t count_gap_ms; /* from completion to the next one */
 };
 
 struct participant {
@@ -188,6 +200,8 @@ struct session {
     uint8_t presenter_hash[TOKEN_HASH_BYTES];
     bool closed;
     int64_t seq; /* last event seq of the session */
+    _Atomic int64_t seq_pub; /* seq, as the follower's thread may read it */
+    int64_t vote_id_max;     /* votes up to this id are in the loaded counts */
 
     struct poll **polls; /* creation order */
     uint32_t n_polls, cap_polls;
@@ -212,6 +226,15 @@ struct session {
     struct api_req *queue[SESSION_QUEUE_MAX];
     uint32_t queue_head, queue_len;
 
+    /* Following what other instances commit (session_follow.c). */
+    bool struct_inflight;  /* the op of cur is at the store */
+    bool follow_inflight;  /* an EVENTS_SINCE read of event_log is at the store */
+    bool follow_want;      /* another read is wanted after it */
+    unsigned follow_tries; /* reads that did not reach a parked op's seq */
+    struct store_op *parked; /* our committed op, waiting for the events before its seq */
+    struct api_req *waiting[SESSION_WAITING_MAX]; /* requests waiting for the next read */
+    uint32_t n_waiting;
+
     struct session_live *live;               /* NULL until needed; always NULL without a sink */
     _Atomic(struct live_spill *) unsub_spill; /* pushed by any thread, drained by the actor */
 };
@@ -235,6 +258,7 @@ struct actors {
 
     const struct stream_sink *sink; /* NULL: no live subscribers */
     int64_t vote_id_max;            /* votes up to this id are in the loaded counts; set before traffic */
+    atomic_bool shared;             /* another instance shares the database: counts come from it */
     bool prune_inflight;            /* lobby thread only */
     uint64_t prune_next_ms;         /* lobby thread only */
 };
@@ -246,6 +270,8 @@ struct session *session__new(struct actors *as, int64_t id, const char *code, co
                              const char *created_at, const uint8_t presenter_hash[]);
 /** Frees a session and every request it still holds. */
 void session__free(struct session *s);
+/** Serves one request (authenticates, then dispatches). */
+void session__on_req(struct session *s, struct api_req *req);
 /** The session actor's on_msg. */
 void session__on_msg(struct actor *a, void *ctx, const struct mbox_msg *msg);
 /** Store on_done for every op a session or the lobby submits: posts op to op->owner's actor. */
@@ -340,6 +366,9 @@ void *session__live_event_data(const struct session *s, const struct store_op *o
  * resumes and broadcasts it. Called before the op is applied and answered.
  */
 void session__live_sequenced(struct session *s, const struct store_op *op, void *data);
+/** The same for an event another instance committed: kind, its poll (or 0), seq. */
+void session__live_event(struct session *s, enum store_op_kind kind, int64_t poll_id, int64_t seq,
+                         void *data);
 /** A vote of p committed and changed its counts. */
 void session__live_dirty(struct session *s, struct poll *p);
 /** Processes the unsubscriptions that found the mailbox full. */
@@ -348,6 +377,47 @@ void session__live_drain_spill(struct session *s);
 void session__live_spill(struct session *s, struct api_req *req);
 /** Frees the live state (shutdown). */
 void session__live_free(struct session *s);
+
+/* ---- session_follow.c: other instances ---- */
+
+/** s->seq = seq, published for the follower's thread. */
+static inline void session__seq_set(struct session *s, int64_t seq)
+{
+    s->seq = seq;
+    atomic_store_explicit(&s->seq_pub, seq, memory_order_relaxed);
+}
+
+/** true while another instance shares the database. */
+static inline bool session__shared(const struct session *s)
+{
+    return atomic_load_explicit(&s->as->shared, memory_order_relaxed);
+}
+
+/** Another instance committed events up to seq: read what we lack. */
+void session__follow_hint(struct session *s, int64_t seq);
+/** A following EVENTS_SINCE op completed. */
+void session__follow_done(struct session *s, struct store_op *op);
+/**
+ * Our structural op committed with a seq past events not seen yet: keeps it
+ * until they are delivered, then completes it. true when parked.
+ */
+bool session__follow_park(struct session *s, struct store_op *op);
+/**
+ * A request that names a poll the session does not know, though the
+ * database says it is this session's: it waits for the next read of
+ * event_log. true when it waits (or was answered 503).
+ */
+bool session__follow_wait(struct session *s, struct api_req *req);
+/** Shared counts: reads open polls' counts every SHARED_COUNTS_MS. From the tick. */
+void session__follow_tick(struct session *s, uint64_t now_ms);
+/** Serves API_RESULTS while shared: reads the counts first. */
+void session__follow_results(struct session *s, struct api_req *req, struct poll *p);
+/** A POLL_COUNTS op completed. */
+void session__counts_done(struct session *s, struct store_op *op);
+/** Sets a poll's counts from the database (op counted); true when they changed. */
+bool session__counts_apply(struct poll *p, const struct store_op *op);
+/** Frees what following holds (shutdown). */
+void session__follow_free(struct session *s);
 
 /* ---- session_json.c: what the session says ---- */
 
@@ -362,6 +432,11 @@ void *poll__json(int64_t id, const struct api_poll_spec *spec, enum poll_state s
                  const uint64_t *counts);
 /** The poll JSON of a live poll. */
 void *session__poll_json(const struct poll *p);
+/**
+ * The poll.closed JSON of a committed POLL_CLOSE op: the poll as op->text
+ * holds it, with the counts the database gave at the close (op->counted).
+ */
+void *session__close_json(const struct store_op *op);
 /** The array of every poll's JSON, in creation order. */
 void *session__polls_json(const struct session *s);
 /** {"poll_id","counts","total","version"} of a live poll. */
@@ -375,11 +450,25 @@ char *session__csv(const struct session *s, size_t *len);
 
 /** The session that holds a token (of any role), or NULL. Any thread. */
 struct session *actors__session_of_token(struct actors *as, const uint8_t hash[TOKEN_HASH_BYTES]);
+enum { LOOKUP_SESSION = 1, LOOKUP_TOKEN = 2 }; /* u32 of MSG_LOOKUP */
+/**
+ * A token s does not know: the lobby asks the database, once per request,
+ * and answers 401/403 or hands req back as MSG_KNOWN. true when handed over.
+ */
+bool actors__lookup_token(struct actors *as, struct session *s, struct api_req *req);
 /** Registers a token of s in the directory. Any thread. */
 void actors__add_token(struct actors *as, struct session *s, const uint8_t hash[TOKEN_HASH_BYTES]);
 /** Registers a poll of s in the directory. Any thread. */
 void actors__add_poll(struct actors *as, struct session *s, int64_t poll_id);
-/** Registers a session (code, id, presenter token) and creates its actor. 0 or -ENOSPC. */
+/**
+ * Loads session sid from the database (actors_load.c) and registers it.
+ * Lobby thread. 0, -ENOENT, -ENOSPC or -EIO.
+ */
+int actors__load_one(struct actors *as, int64_t sid, struct session **out);
+/**
+ * Registers a session (code, id, presenter token, and the polls and
+ * participants it holds already) and creates its actor. 0 or -ENOSPC.
+ */
 int actors__add_session(struct actors *as, struct session *s);
 
 /* ---- keyed maps without deletion (participants, committed votes) ---- */

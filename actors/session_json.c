@@ -77,6 +77,24 @@ void *session__poll_json(const struct poll *p)
     return poll__json(p->id, &spec, p->state, p->counts);
 }
 
+void *session__close_json(const struct store_op *op)
+{
+    json_t *j = json_loads(op->text, 0, NULL);
+    json_t *counts;
+    size_t n;
+
+    TALLY_ASSERT(op->kind == STORE_POLL_CLOSE && j != NULL);
+    if (!op->counted)
+        return j;
+    n = json_array_size(json_object_get(j, "options"));
+    TALLY_ASSERT(n <= API_OPTIONS_MAX);
+    counts = json_array();
+    for (size_t i = 0; i < n; i++)
+        json_array_append_new(counts, json_integer((json_int_t)op->counts[i]));
+    json_object_set_new(j, "counts", counts);
+    return j;
+}
+
 void *session__polls_json(const struct session *s)
 {
     json_t *polls = json_array();

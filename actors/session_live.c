@@ -201,14 +201,17 @@ void *session__live_event_data(const struct session *s, const struct store_op *o
         return NULL;
     if (op->kind == STORE_POLL_CREATE)
         return poll__json(op->id, &op->poll, POLL_DRAFT, NULL);
-    /* Open, close and session close carry their event's JSON, built by us. */
+    if (op->kind == STORE_POLL_CLOSE)
+        return session__close_json(op);
+    /* Open and session close carry their event's JSON, built by us. */
     TALLY_ASSERT(op->text != NULL);
     j = json_loads(op->text, 0, NULL);
     TALLY_ASSERT(j != NULL);
     return j;
 }
 
-void session__live_sequenced(struct session *s, const struct store_op *op, void *data)
+void session__live_event(struct session *s, enum store_op_kind kind, int64_t poll_id, int64_t seq,
+                         void *data)
 {
     struct session_live *l;
     struct stream_msg *m;
@@ -218,21 +221,26 @@ void session__live_sequenced(struct session *s, const struct store_op *op, void 
         return;
     l = live_get(s);
     TALLY_ASSERT(l != NULL); /* data exists only with a sink */
-    if (op->kind == STORE_POLL_CLOSE) {
+    if (kind == STORE_POLL_CLOSE) {
         /* Before poll.closed leaves: no results may follow it. */
-        p = session__poll(s, op->id);
+        p = session__poll(s, poll_id);
         if (p != NULL && p->dirty) {
             p->dirty = false;
             l->n_dirty--;
         }
     }
     m = stream_msg_new(STREAM_SEQUENCED, s->id);
-    m->seq = op->seq;
-    m->session_closed = op->kind == STORE_SESSION_CLOSE;
-    wire_msg_encode(live_type(op->kind), op->seq, data, m->bytes);
+    m->seq = seq;
+    m->session_closed = kind == STORE_SESSION_CLOSE;
+    wire_msg_encode(live_type(kind), seq, data, m->bytes);
     json_decref(data);
     live_ring_push(s, l, m);
     live_broadcast(s, m);
+}
+
+void session__live_sequenced(struct session *s, const struct store_op *op, void *data)
+{
+    session__live_event(s, op->kind, op->id, op->seq, data);
 }
 
 static void live_send_results(struct session *s, struct poll *p, uint64_t now_ms)
@@ -328,6 +336,8 @@ static void live_on_tick(struct actor *a, void *ctx, uint64_t now_ms)
         live_idle(s, l);
         return;
     }
+    if (session__shared(s))
+        session__follow_tick(s, now_ms);
     if (l->n_dirty > 0)
         live_flush_results(s, l, now_ms);
     live_presence(s, l, now_ms);

@@ -36,6 +36,12 @@ static char *struct_ev_poll_created(const struct store_op *op)
     return json__text(poll__json(op->id, &op->poll, POLL_DRAFT, NULL));
 }
 
+/* poll.closed carries the counts the database gave inside the close. */
+static char *struct_ev_poll_closed(const struct store_op *op)
+{
+    return json__text(session__close_json(op));
+}
+
 static char *struct_ev_prebuilt(const struct store_op *op)
 {
     TALLY_ASSERT(op->text != NULL);
@@ -76,8 +82,11 @@ static void struct_send(struct session *s, struct store_op *op)
 {
     TALLY_ASSERT(s->cur != NULL);
     op->session_id = s->id;
-    if (!store_submit(s->as->store, op))
+    s->struct_inflight = true;
+    if (!store_submit(s->as->store, op)) {
+        s->struct_inflight = false;
         struct_fail(s, op);
+    }
 }
 
 static bool struct_spec_valid(struct api_poll_spec *sp, char *why, size_t why_len)
@@ -187,7 +196,7 @@ static void struct_send_close(struct session *s, struct poll *p)
     view = *p;
     view.state = POLL_CLOSED;
     op->text = json__text(session__poll_json(&view));
-    op->event = struct_ev_prebuilt;
+    op->event = struct_ev_poll_closed;
     struct_send(s, op);
 }
 
@@ -330,6 +339,7 @@ static bool struct_apply(struct session *s, struct store_op *op)
         TALLY_ASSERT(p != NULL && p->state == POLL_OPEN);
         p->state = POLL_CLOSED;
         p->closing = false;
+        session__counts_apply(p, op); /* another instance's votes too */
         if (req->op == API_SESSION_CLOSE)
             return false;
         struct_reply_poll(req, 200, p);
@@ -346,12 +356,52 @@ static bool struct_apply(struct session *s, struct store_op *op)
     }
 }
 
+/*
+ * Another instance changed what the op was to change (opened or closed the
+ * poll, closed the session) before it committed: answer as if that change
+ * had been seen here, and read it from event_log.
+ */
+static void struct_conflict(struct session *s, struct store_op *op)
+{
+    struct api_req *req = s->cur;
+    struct poll *p = op->kind == STORE_SESSION_CLOSE ? NULL : session__poll(s, op->id);
+
+    if (p != NULL)
+        p->closing = false;
+    s->cur = NULL;
+    s->draining = NULL;
+    session__follow_hint(s, INT64_MAX);
+    if (req->op == API_SESSION_CLOSE && op->kind != STORE_SESSION_CLOSE) {
+        session__reply_503(req, "busy", "a poll of this session changed elsewhere; try again");
+    } else if (req->op == API_SESSION_CLOSE) {
+        json_t *j = json_object();
+
+        json_object_set_new(j, "session", session__json_closed(s));
+        api_reply_json(req, 200, j); /* closed it is, whoever closed it */
+    } else if (op->kind == STORE_POLL_OPEN) {
+        api_reply_error(req, 409, "poll_not_draft", "poll %lld was opened or closed elsewhere",
+                        (long long)op->id);
+    } else {
+        api_reply_error(req, 409, "poll_not_open", "poll %lld was closed elsewhere", (long long)op->id);
+    }
+    store_op_free(op);
+}
+
 void session__struct_done(struct session *s, struct store_op *op)
 {
     bool finished;
 
     TALLY_ASSERT(s->cur != NULL);
     TALLY_ASSERT(s->draining == NULL);
+    s->struct_inflight = false;
+    if (op->status == STORE_CONFLICT) {
+        struct_conflict(s, op);
+        struct_pump(s);
+        return;
+    }
+    /* Another instance's events came first: they go out before ours. */
+    if (op->status == STORE_OK && op->seq > s->seq + 1 && session__follow_park(s, op))
+        return;
     if (op->status != STORE_OK || (op->kind == STORE_POLL_CREATE && op->id <= 0)) {
         if (op->status == STORE_OK)
             log_error("session %s: the store created a poll without an id", s->code);
@@ -360,7 +410,7 @@ void session__struct_done(struct session *s, struct store_op *op)
         return;
     }
     if (op->seq > s->seq)
-        s->seq = op->seq;
+        session__seq_set(s, op->seq);
     /* Subscribers' network threads have the event before the presenter
      * hears the answer; nothing runs in between, so the order is free. */
     session__live_sequenced(s, op, session__live_event_data(s, op));
@@ -396,6 +446,7 @@ struct poll *session__add_poll(struct session *s, int64_t id, struct api_poll_sp
     }
     s->polls[s->n_polls++] = p;
     hmap_put(s->poll_by_id, (uint64_t)id, p);
-    actors__add_poll(s->as, s, id);
+    if (s->actor != NULL) /* else actors__add_session registers it with the session */
+        actors__add_poll(s->as, s, id);
     return p;
 }

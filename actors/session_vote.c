@@ -445,7 +445,8 @@ bool session__vote_commit(struct session *s, const struct store_vote *sv)
         return true; /* known already */
     vote_append(s, sv);
     /* A stored vote the load counted is only remembered, not counted again. */
-    if (!vote_index(s, s->n_votes - 1, sv->id > s->as->vote_id_max)) {
+    /* While shared, counts come from the database (session_follow.c). */
+    if (!vote_index(s, s->n_votes - 1, sv->id > s->vote_id_max && !session__shared(s))) {
         s->n_votes--; /* its strings stay behind in strs: rare and harmless */
         return false;
     }

@@ -1,6 +1,7 @@
 # Turns the ordered list of SQL files into a C table:
 #   const struct migration_src migrations_src[] = {{1, "001_init", "...sql..."}, ...};
 set(body "/* Generated from the store migrations (NNN_name.sql); do not edit. */\n#include \"store/migrate.h\"\n\nconst struct migration_src migrations_src[] = {\n")
+string(REPLACE "," ";" SQL "${SQL}")
 set(count 0)
 foreach(f ${SQL})
     get_filename_component(name ${f} NAME_WE)

@@ -163,6 +163,9 @@ struct store {
     atomic_uint_fast64_t n_rechecks; /* checks repeated because the answer was not known yet */
 
     struct store_writer *writers;
+
+    pthread_mutex_t reader_lock; /* store_load_session: one caller at a time */
+    PGconn *reader;              /* its connection, opened on first use */
 };
 
 /* ---- small helpers ---------------------------------------------------- */
@@ -417,8 +420,90 @@ static bool run_poll_create(PGconn *c, struct store_op *op)
     return true;
 }
 
-/* POLL_OPEN, POLL_CLOSE and SESSION_CLOSE: a state change stamped with its
- * time, which comes back in created_at. No row: STORE_NOT_FOUND. */
+/*
+ * The poll's committed votes, counted by the database: op->counts per
+ * option, op->total votes. Whichever instance took them, they are all here.
+ */
+static bool run_poll_counts(PGconn *c, struct store_op *op)
+{
+    char pid[STORE_I64_MAX];
+    const char *p[1] = {pid};
+    PGresult *res;
+
+    fmt_i64(pid, op->id);
+    res = db_exec(c, "poll counts",
+                  "SELECT choices::text, count(*) FROM votes WHERE poll_id = $1 GROUP BY choices", 1, p,
+                  PGRES_TUPLES_OK);
+    if (res == NULL)
+        return false;
+    memset(op->counts, 0, sizeof(op->counts));
+    op->total = 0;
+    for (int r = 0; r < PQntuples(res); r++) {
+        uint8_t ch[API_CHOICES_MAX];
+        uint32_t n = 0;
+        uint64_t votes = strtoull(PQgetvalue(res, r, 1), NULL, 10);
+
+        if (!parse_choices(PQgetvalue(res, r, 0), ch, &n)) {
+            log_error("store: votes of poll %" PRId64 " have malformed choices", op->id);
+            PQclear(res);
+            return false;
+        }
+        for (uint32_t i = 0; i < n; i++) {
+            if (ch[i] < API_OPTIONS_MAX)
+                op->counts[ch[i]] += votes;
+        }
+        op->total += votes;
+    }
+    op->counted = true;
+    PQclear(res);
+    return true;
+}
+
+/* A state change that changed no row: was the row there at all? */
+static bool state_refused(PGconn *c, struct store_op *op)
+{
+    char sid[STORE_I64_MAX], pid[STORE_I64_MAX];
+    const char *p[2] = {sid, pid};
+    PGresult *res;
+
+    fmt_i64(sid, op->session_id);
+    fmt_i64(pid, op->id);
+    res = op->kind == STORE_SESSION_CLOSE
+              ? db_exec(c, "state check", "SELECT 1 FROM sessions WHERE id = $1", 1, p, PGRES_TUPLES_OK)
+              : db_exec(c, "state check", "SELECT 1 FROM polls WHERE session_id = $1 AND id = $2", 2, p,
+                        PGRES_TUPLES_OK);
+    if (res == NULL)
+        return false;
+    op->status = PQntuples(res) > 0 ? STORE_CONFLICT : STORE_NOT_FOUND;
+    PQclear(res);
+    return true;
+}
+
+/*
+ * Closing a poll takes its row FOR UPDATE first, which waits for every
+ * transaction still inserting votes of the poll (their foreign key holds a
+ * KEY SHARE lock on it until they end), so the counts read next hold every
+ * vote taken before the close, on any instance.
+ */
+static bool lock_poll(PGconn *c, const struct store_op *op)
+{
+    char pid[STORE_I64_MAX];
+    const char *p[1] = {pid};
+    PGresult *res;
+
+    fmt_i64(pid, op->id);
+    res = db_exec(c, "poll lock", "SELECT 1 FROM polls WHERE id = $1 FOR UPDATE", 1, p, PGRES_TUPLES_OK);
+    PQclear(res);
+    return res != NULL;
+}
+
+/*
+ * POLL_OPEN, POLL_CLOSE and SESSION_CLOSE: a state change stamped with its
+ * time, which comes back in created_at. Each applies only from the state the
+ * caller saw (another instance may have changed it since): no row changed
+ * is STORE_CONFLICT when the row exists, STORE_NOT_FOUND when it does not.
+ * A poll's close also counts its votes (run_poll_counts).
+ */
 static bool run_state_change(PGconn *c, struct store_op *op)
 {
     char sid[STORE_I64_MAX], pid[STORE_I64_MAX];
@@ -430,26 +515,29 @@ static bool run_state_change(PGconn *c, struct store_op *op)
     fmt_i64(sid, op->session_id);
     fmt_i64(pid, op->id);
     if (op->kind == STORE_POLL_OPEN) {
-        sql = "UPDATE polls SET state = 'open', opened_at = now() WHERE session_id = $1 AND id = $2 "
-              "RETURNING " SQL_TIME("opened_at");
+        sql = "UPDATE polls SET state = 'open', opened_at = now() "
+              "WHERE session_id = $1 AND id = $2 AND state = 'draft' RETURNING " SQL_TIME("opened_at");
     } else if (op->kind == STORE_POLL_CLOSE) {
-        sql = "UPDATE polls SET state = 'closed', closed_at = now() WHERE session_id = $1 AND id = $2 "
-              "RETURNING " SQL_TIME("closed_at");
+        if (!lock_poll(c, op))
+            return false;
+        sql = "UPDATE polls SET state = 'closed', closed_at = now() "
+              "WHERE session_id = $1 AND id = $2 AND state = 'open' RETURNING " SQL_TIME("closed_at");
     } else {
         TALLY_ASSERT(op->kind == STORE_SESSION_CLOSE);
-        sql = "UPDATE sessions SET state = 'closed', closed_at = now() WHERE id = $1 "
-              "RETURNING " SQL_TIME("closed_at");
+        sql = "UPDATE sessions SET state = 'closed', closed_at = now() "
+              "WHERE id = $1 AND state = 'open' RETURNING " SQL_TIME("closed_at");
         n = 1;
     }
     res = db_exec(c, "state change", sql, n, p, PGRES_TUPLES_OK);
     if (res == NULL)
         return false;
-    if (PQntuples(res) == 0)
-        op->status = STORE_NOT_FOUND;
-    else
-        copy_str(op->created_at, sizeof(op->created_at), PQgetvalue(res, 0, 0));
+    if (PQntuples(res) == 0) {
+        PQclear(res);
+        return state_refused(c, op);
+    }
+    copy_str(op->created_at, sizeof(op->created_at), PQgetvalue(res, 0, 0));
     PQclear(res);
-    return true;
+    return op->kind != STORE_POLL_CLOSE || run_poll_counts(c, op);
 }
 
 /* Fills v from a row of (id, session_id, poll_id, choices, created_at). */
@@ -535,10 +623,10 @@ static void op_fail(struct store_op *op)
  * since a session's events commit in seq order (see append_event) the rows
  * form a gap-free run: nothing with a smaller seq can still appear later.
  */
-static bool run_events_since(PGconn *c, struct store_op *op)
+static bool run_events_since(PGconn *c, const char *instance_id, struct store_op *op)
 {
     char sid[STORE_I64_MAX], after[STORE_I64_MAX], limit[STORE_I64_MAX];
-    const char *p[3] = {sid, after, limit};
+    const char *p[4] = {sid, after, limit, instance_id};
     PGresult *res;
     int rows;
 
@@ -547,9 +635,9 @@ static bool run_events_since(PGconn *c, struct store_op *op)
     fmt_i64(after, op->seq);
     fmt_i64(limit, STORE_EVENTS_MAX);
     res = db_exec(c, "events since",
-                  "SELECT seq, type, payload::text FROM event_log "
+                  "SELECT seq, type, payload::text, instance_id = $4 FROM event_log "
                   "WHERE session_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-                  3, p, PGRES_TUPLES_OK);
+                  4, p, PGRES_TUPLES_OK);
     if (res == NULL)
         return false;
     rows = PQntuples(res);
@@ -563,6 +651,7 @@ static bool run_events_since(PGconn *c, struct store_op *op)
         e->seq = parse_i64(PQgetvalue(res, r, 0));
         copy_str(e->type, sizeof(e->type), PQgetvalue(res, r, 1));
         e->payload = xstrndup(PQgetvalue(res, r, 2), (size_t)PQgetlength(res, r, 2));
+        e->own = PQgetvalue(res, r, 3)[0] == 't';
         TALLY_ASSERT(r == 0 || e->seq > op->events[r - 1].seq);
     }
     op->n_events = (uint32_t)rows;
@@ -923,7 +1012,9 @@ static bool run_op(struct store_writer *w, struct store_op *op)
     case STORE_VOTE_LOOKUP:
         return run_vote_lookup(w->conn, op);
     case STORE_EVENTS_SINCE:
-        return run_events_since(w->conn, op);
+        return run_events_since(w->conn, w->store->instance_id, op);
+    case STORE_POLL_COUNTS:
+        return run_poll_counts(w->conn, op);
     case STORE_EVENTS_PRUNE:
         return run_events_prune(w->conn, op);
     case STORE_VOTE:
@@ -938,7 +1029,9 @@ static bool run_op(struct store_writer *w, struct store_op *op)
 static bool batch_writes(const struct store_writer *w, unsigned n)
 {
     for (unsigned i = 0; i < n; i++) {
-        if (w->batch[i]->kind != STORE_VOTE_LOOKUP && w->batch[i]->kind != STORE_EVENTS_SINCE)
+        enum store_op_kind k = w->batch[i]->kind;
+
+        if (k != STORE_VOTE_LOOKUP && k != STORE_EVENTS_SINCE && k != STORE_POLL_COUNTS)
             return true;
     }
     return false;
@@ -1784,6 +1877,7 @@ struct store *store_create(const struct store_config *cfg)
     s->slots = xcalloc(s->slots_n, sizeof(*s->slots));
     ck_ring_init(&s->ring, s->slots_n);
     pthread_mutex_init(&s->lock, NULL);
+    pthread_mutex_init(&s->reader_lock, NULL);
     pthread_cond_init(&s->work, NULL);
     pthread_cond_init(&s->retry, NULL);
     s->writers = xcalloc(s->pool, sizeof(*s->writers));
@@ -2044,6 +2138,38 @@ static int load_stream(PGconn *c, const char *sql, load_row_fn fn, const struct 
     return rc;
 }
 
+/*
+ * load_stream for a query that may be limited to one session: where is ""
+ * (every row) or the session id, which replaces "$S" in sql; "$W" in sql
+ * becomes "WHERE <col> = id" with col given after it as "$W(col)".
+ */
+static int load_stream_where(PGconn *c, const char *sql, const char *where, load_row_fn fn,
+                             const struct store_loader *l)
+{
+    struct buf b = {0};
+    int rc;
+
+    for (const char *p = sql; *p; p++) {
+        if (p[0] == '$' && p[1] == 'S') {
+            buf_append_str(&b, where);
+            p++;
+        } else if (p[0] == '$' && p[1] == 'W' && p[2] == '(') {
+            const char *end = strchr(p, ')');
+
+            TALLY_ASSERT(end != NULL);
+            if (where[0])
+                buf_printf(&b, "WHERE %.*s = %s", (int)(end - p - 3), p + 3, where);
+            p = end;
+        } else {
+            buf_append(&b, p, 1);
+        }
+    }
+    buf_append(&b, "", 1);
+    rc = load_stream(c, b.data, fn, l);
+    buf_free(&b);
+    return rc;
+}
+
 static int load_vote_count(const struct store_loader *l, const PGresult *res, int r)
 {
     struct store_vote_count row = {
@@ -2066,8 +2192,9 @@ static int load_vote_count(const struct store_loader *l, const PGresult *res, in
  * same for a thousand votes as for a million, bar the server's scan. The
  * highest id comes from the primary key in the same snapshot.
  */
-static int load_votes(PGconn *c, struct store_loader *l)
+static int load_votes(PGconn *c, struct store_loader *l, const char *where)
 {
+    char sql[512];
     PGresult *res;
     int rc;
 
@@ -2076,11 +2203,12 @@ static int load_votes(PGconn *c, struct store_loader *l)
      * poll, which a hash table holds in far less than this. */
     if (!db_command(c, "load work_mem", "SET LOCAL work_mem = '" STORE_LOAD_WORK_MEM "'"))
         return -EIO;
-    rc = load_stream(c,
-                     "SELECT p.session_id, v.poll_id, v.choices::text, v.n "
-                     "FROM (SELECT poll_id, choices, count(*) AS n FROM votes GROUP BY poll_id, choices) v "
-                     "JOIN polls p ON p.id = v.poll_id",
-                     load_vote_count, l);
+    snprintf(sql, sizeof(sql),
+             "SELECT p.session_id, v.poll_id, v.choices::text, v.n "
+             "FROM (SELECT poll_id, choices, count(*) AS n FROM votes %s GROUP BY poll_id, choices) v "
+             "JOIN polls p ON p.id = v.poll_id",
+             where[0] ? "WHERE poll_id IN (SELECT id FROM polls WHERE session_id = $S)" : "");
+    rc = load_stream_where(c, sql, where, load_vote_count, l);
     if (rc < 0)
         return rc;
     res = db_exec(c, "vote id max", "SELECT coalesce(max(id), 0) FROM votes", 0, NULL, PGRES_TUPLES_OK);
@@ -2091,25 +2219,29 @@ static int load_votes(PGconn *c, struct store_loader *l)
     return 0;
 }
 
-static int load_all(PGconn *c, struct store_loader *l)
+/* Every session (sid 0) or one. */
+static int load_all(PGconn *c, struct store_loader *l, int64_t sid)
 {
+    char where[STORE_I64_MAX] = "";
     int rc = 0;
 
+    if (sid > 0)
+        fmt_i64(where, sid);
     if (l->on_session)
-        rc = load_stream(c,
-                         "SELECT id, code, title, state, presenter_token_hash, seq, " SQL_TIME("created_at")
-                         " FROM sessions ORDER BY id",
-                         load_session, l);
+        rc = load_stream_where(c,
+                               "SELECT id, code, title, state, presenter_token_hash, seq, " SQL_TIME("created_at")
+                               " FROM sessions $W(id) ORDER BY id",
+                               where, load_session, l);
     if (rc == 0 && l->on_poll)
-        rc = load_stream(c,
-                         "SELECT id, session_id, question, kind, options::text, max_choices, state "
-                         "FROM polls ORDER BY id",
-                         load_poll, l);
+        rc = load_stream_where(c,
+                               "SELECT id, session_id, question, kind, options::text, max_choices, state "
+                               "FROM polls $W(session_id) ORDER BY id",
+                               where, load_poll, l);
     if (rc == 0 && l->on_participant)
-        rc = load_stream(c, "SELECT session_id, id, token_hash FROM participants ORDER BY id", load_participant,
-                         l);
+        rc = load_stream_where(c, "SELECT session_id, id, token_hash FROM participants $W(session_id) ORDER BY id",
+                               where, load_participant, l);
     if (rc == 0 && l->on_vote_count)
-        rc = load_votes(c, l);
+        rc = load_votes(c, l, where);
     return rc;
 }
 
@@ -2128,10 +2260,102 @@ int store_load(struct store *s, struct store_loader *l)
         PQfinish(c);
         return -EIO;
     }
-    rc = load_all(c, l);
+    rc = load_all(c, l, 0);
     if (rc == 0 && !db_command(c, "load commit", "COMMIT"))
         rc = -EIO;
     PQfinish(c);
+    return rc;
+}
+
+/* The reader connection, opened when needed; NULL when it cannot be. Under reader_lock. */
+static PGconn *reader_conn(struct store *s)
+{
+    if (s->reader != NULL && PQstatus(s->reader) != CONNECTION_OK) {
+        PQfinish(s->reader);
+        s->reader = NULL;
+    }
+    if (s->reader == NULL)
+        s->reader = db_connect(s->conninfo, false, STORE_APP);
+    return s->reader;
+}
+
+/* A connection left in an unknown state is not reused. Under reader_lock. */
+static void reader_drop(struct store *s)
+{
+    PQfinish(s->reader);
+    s->reader = NULL;
+}
+
+int store_find_session(struct store *s, const struct store_find *find, int64_t *sid, int64_t *pid)
+{
+    char id[STORE_I64_MAX];
+    const char *p[1];
+    const char *sql;
+    PGresult *res = NULL;
+    PGconn *c;
+    int rc = -EIO;
+
+    *sid = *pid = 0;
+    if (find->code != NULL) {
+        p[0] = find->code;
+        sql = "SELECT id, 0 FROM sessions WHERE code = $1";
+    } else if (find->poll_id > 0) {
+        fmt_i64(id, find->poll_id);
+        p[0] = id;
+        sql = "SELECT session_id, 0 FROM polls WHERE id = $1";
+    } else {
+        TALLY_ASSERT(find->token_hash != NULL);
+        p[0] = find->token_hash;
+        sql = "SELECT session_id, id FROM participants WHERE token_hash = $1 "
+              "UNION ALL SELECT id, 0 FROM sessions WHERE presenter_token_hash = $1 LIMIT 1";
+    }
+    pthread_mutex_lock(&s->reader_lock);
+    c = reader_conn(s);
+    if (c != NULL)
+        res = db_exec(c, "session find", sql, 1, p, PGRES_TUPLES_OK);
+    if (res != NULL) {
+        rc = PQntuples(res) > 0;
+        if (rc) {
+            *sid = parse_i64(PQgetvalue(res, 0, 0));
+            *pid = parse_i64(PQgetvalue(res, 0, 1));
+        }
+        PQclear(res);
+    } else if (c != NULL) {
+        reader_drop(s);
+    }
+    pthread_mutex_unlock(&s->reader_lock);
+    return rc;
+}
+
+int store_load_session(struct store *s, int64_t sid, struct store_loader *l)
+{
+    PGresult *res;
+    PGconn *c;
+    int rc = -EIO;
+
+    TALLY_ASSERT(s != NULL && sid > 0 && l != NULL);
+    pthread_mutex_lock(&s->reader_lock);
+    c = reader_conn(s);
+    if (c == NULL)
+        goto out;
+    if (!db_command(c, "load snapshot", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"))
+        goto out_drop;
+    rc = load_all(c, l, sid);
+    res = db_exec(c, "vote id max", "SELECT coalesce(max(id), 0) FROM votes", 0, NULL, PGRES_TUPLES_OK);
+    if (res != NULL) {
+        l->vote_id_max = parse_i64(PQgetvalue(res, 0, 0));
+        PQclear(res);
+    } else if (rc == 0) {
+        rc = -EIO;
+    }
+    if (!db_command(c, "load end", rc == -EIO ? "ROLLBACK" : "COMMIT"))
+        goto out_drop;
+    goto out;
+out_drop:
+    reader_drop(s);
+    rc = -EIO;
+out:
+    pthread_mutex_unlock(&s->reader_lock);
     return rc;
 }
 
@@ -2159,6 +2383,8 @@ void store_destroy(struct store *s)
         for (unsigned a = 0; a < ARRAY_LEN(s->writers[i].arr); a++)
             buf_free(&s->writers[i].arr[a]);
     }
+    PQfinish(s->reader);
+    pthread_mutex_destroy(&s->reader_lock);
     pthread_cond_destroy(&s->retry);
     pthread_cond_destroy(&s->work);
     pthread_mutex_destroy(&s->lock);

@@ -45,6 +45,7 @@ enum store_op_kind {
     STORE_VOTE_LOOKUP,        /* in: vote.participant_id, vote.idem_key; out: vote or NOT_FOUND */
     STORE_EVENTS_SINCE,       /* in: session_id, seq (after); out: events, n_events (ascending) */
     STORE_EVENTS_PRUNE,       /* in: id = keep seconds; deletes older event_log rows; out: n_events */
+    STORE_POLL_COUNTS,        /* in: id = poll id; out: counts, total of every committed vote */
 };
 
 #define STORE_EVENTS_MAX 100000 /* rows one EVENTS_SINCE returns at most */
@@ -54,6 +55,7 @@ struct store_event {
     int64_t seq;
     char type[24];  /* "poll.created", ... */
     char *payload;  /* owned: the event's `data` object as JSON text */
+    bool own;       /* written by this instance (its instance id) */
 };
 
 struct store_vote {
@@ -105,6 +107,11 @@ struct store_op {
     char created_at[STORE_TIME_MAX]; /* out */
     struct store_event *events;      /* out (EVENTS_SINCE): owned array, freed by store_op_free */
     uint32_t n_events;
+    /* out (POLL_COUNTS, POLL_CLOSE): the poll's committed votes as the
+     * database holds them, whichever instance took them. */
+    uint64_t counts[API_OPTIONS_MAX]; /* votes per option */
+    uint64_t total;                   /* votes (one per participant) */
+    bool counted;                     /* counts and total are filled in */
 };
 
 struct store_config {
@@ -175,6 +182,28 @@ int store_start(struct store *s);
  * starts; any thread. Returns 0 or -EIO.
  */
 int store_load(struct store *s, struct store_loader *l);
+/* What names the session store_load_session looks for: one of them. */
+struct store_find {
+    const char *code;       /* join code, normalised */
+    int64_t poll_id;        /* a poll of the session */
+    const char *token_hash; /* hex hash of the presenter's or a participant's token */
+};
+
+/**
+ * The session find names: *sid, and for a token the participant's id in
+ * *pid (0 for the presenter's). For an instance that meets what another
+ * instance created after it started. Blocking, on a connection of its own
+ * (one caller at a time). Returns 1 found, 0 not found, -EIO.
+ */
+int store_find_session(struct store *s, const struct store_find *find, int64_t *sid, int64_t *pid);
+/**
+ * Streams one session to the loader exactly as store_load does for all of
+ * them, from one snapshot. Blocking, like store_find_session.
+ * l->vote_id_max is the highest vote id of the snapshot. Returns 0,
+ * -ENOENT when the session is not stored, or -EIO.
+ */
+int store_load_session(struct store *s, int64_t sid, struct store_loader *l);
+
 /**
  * Queues op. Any thread. false when the queue is full or the store is stopping:
  * the caller keeps op and answers 503 storage_unavailable.
