@@ -78,6 +78,7 @@ struct api_req {
     bool looked_up;   /* what the directory lacked was looked up in the database */
     bool caught_up;   /* the session read event_log for it before answering */
     bool token_looked_up; /* the token was looked up in the database */
+    bool counted;         /* API_SESSION_GET: participants were counted in the database */
 
     /* API_SUBSCRIBE / API_UNSUBSCRIBE (and votes sent over a WebSocket). */
     int64_t since;       /* resume after this seq; -1 when not resuming */

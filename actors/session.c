@@ -211,12 +211,25 @@ static enum role session_auth(struct session *s, struct api_req *req, struct par
 static void session_get(struct session *s, struct api_req *req, enum role role,
                         const struct participant *p)
 {
-    json_t *j = json_object();
+    json_t *j;
+
+    /* Participants may have joined on another instance. */
+    if (session__shared(s) && !req->counted) {
+        struct store_op *op = session__op_new(STORE_PARTICIPANTS_COUNT, s->actor, (uintptr_t)req);
+
+        req->counted = true;
+        op->session_id = s->id;
+        if (store_submit(s->as->store, op))
+            return; /* session_counted() serves req again */
+        store_op_free(op);
+    }
+    j = json_object();
 
     json_object_set_new(j, "session", session__json(s));
     json_object_set_new(j, "polls", session__polls_json(s));
     json_object_set_new(j, "seq", json_integer(s->seq));
-    json_object_set_new(j, "participants", json_integer(s->n_parts));
+    json_object_set_new(j, "participants",
+                        json_integer(s->n_parts > s->parts_stored ? s->n_parts : s->parts_stored));
     json_object_set_new(j, "you",
                         json_pack("{s:s,s:I}", "role",
                                   role == ROLE_PRESENTER ? "presenter" : "participant", "id",
@@ -367,6 +380,16 @@ void session__on_req(struct session *s, struct api_req *req)
     }
 }
 
+static void session_counted(struct session *s, struct store_op *op)
+{
+    struct api_req *req = (struct api_req *)(uintptr_t)op->tag;
+
+    if (op->status == STORE_OK && op->total > s->parts_stored)
+        s->parts_stored = op->total;
+    store_op_free(op);
+    session__on_req(s, req);
+}
+
 /* The lobby found req's token in the database: a participant (pid) who
  * joined on another instance, or the presenter (0). */
 static void session_known(struct session *s, struct api_req *req, int64_t pid)
@@ -430,6 +453,9 @@ void session__on_msg(struct actor *a, void *ctx, const struct mbox_msg *msg)
         return;
     case STORE_POLL_COUNTS:
         session__counts_done(s, op);
+        return;
+    case STORE_PARTICIPANTS_COUNT:
+        session_counted(s, op);
         return;
     default:
         TALLY_ASSERT(!"unexpected store completion in a session");

@@ -234,6 +234,7 @@ struct session {
     struct store_op *parked; /* our committed op, waiting for the events before its seq */
     struct api_req *waiting[SESSION_WAITING_MAX]; /* requests waiting for the next read */
     uint32_t n_waiting;
+    uint64_t parts_stored; /* participants the database held at the last count */
 
     struct session_live *live;               /* NULL until needed; always NULL without a sink */
     _Atomic(struct live_spill *) unsub_spill; /* pushed by any thread, drained by the actor */

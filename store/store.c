@@ -459,6 +459,24 @@ static bool run_poll_counts(PGconn *c, struct store_op *op)
     return true;
 }
 
+/* Participants of the session, whichever instance they joined on. */
+static bool run_participants_count(PGconn *c, struct store_op *op)
+{
+    char sid[STORE_I64_MAX];
+    const char *p[1] = {sid};
+    PGresult *res;
+
+    fmt_i64(sid, op->session_id);
+    res = db_exec(c, "participants count", "SELECT count(*) FROM participants WHERE session_id = $1", 1, p,
+                  PGRES_TUPLES_OK);
+    if (res == NULL)
+        return false;
+    op->total = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+    op->counted = true;
+    PQclear(res);
+    return true;
+}
+
 /* A state change that changed no row: was the row there at all? */
 static bool state_refused(PGconn *c, struct store_op *op)
 {
@@ -1015,6 +1033,8 @@ static bool run_op(struct store_writer *w, struct store_op *op)
         return run_events_since(w->conn, w->store->instance_id, op);
     case STORE_POLL_COUNTS:
         return run_poll_counts(w->conn, op);
+    case STORE_PARTICIPANTS_COUNT:
+        return run_participants_count(w->conn, op);
     case STORE_EVENTS_PRUNE:
         return run_events_prune(w->conn, op);
     case STORE_VOTE:
@@ -1031,7 +1051,8 @@ static bool batch_writes(const struct store_writer *w, unsigned n)
     for (unsigned i = 0; i < n; i++) {
         enum store_op_kind k = w->batch[i]->kind;
 
-        if (k != STORE_VOTE_LOOKUP && k != STORE_EVENTS_SINCE && k != STORE_POLL_COUNTS)
+        if (k != STORE_VOTE_LOOKUP && k != STORE_EVENTS_SINCE && k != STORE_POLL_COUNTS &&
+            k != STORE_PARTICIPANTS_COUNT)
             return true;
     }
     return false;

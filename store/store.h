@@ -46,6 +46,7 @@ enum store_op_kind {
     STORE_EVENTS_SINCE,       /* in: session_id, seq (after); out: events, n_events (ascending) */
     STORE_EVENTS_PRUNE,       /* in: id = keep seconds; deletes older event_log rows; out: n_events */
     STORE_POLL_COUNTS,        /* in: id = poll id; out: counts, total of every committed vote */
+    STORE_PARTICIPANTS_COUNT, /* in: session_id; out: total = participants who joined, anywhere */
 };
 
 #define STORE_EVENTS_MAX 100000 /* rows one EVENTS_SINCE returns at most */

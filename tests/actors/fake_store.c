@@ -259,6 +259,12 @@ static void fake_apply(struct store *s, struct store_op *op)
     case STORE_POLL_COUNTS:
         fake_counts(s, op);
         break;
+    case STORE_PARTICIPANTS_COUNT:
+        op->total = 0;
+        for (size_t i = 0; i < s->n_parts; i++)
+            op->total += s->parts[i].session_id == op->session_id;
+        op->counted = true;
+        break;
     case STORE_SESSION_CLOSE:
         TALLY_ASSERT(fs != NULL);
         fs->closed = true;
