@@ -245,7 +245,9 @@ static void session_results(struct session *s, struct api_req *req)
         api_reply_error(req, 404, "not_found", "no poll %lld", (long long)req->poll_id);
         return;
     }
-    if (session__shared(s) && p->state == POLL_OPEN) {
+    /* Shared, memory may lag: an open poll's counts, or a poll whose
+     * close another instance made and whose total is being read. */
+    if (session__shared(s) && (p->state == POLL_OPEN || p->count_inflight)) {
         session__follow_results(s, req, p);
         return;
     }

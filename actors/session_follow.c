@@ -82,13 +82,19 @@ static void follow_poll_closed(struct session *s, struct poll *p, json_t *d)
     json_t *counts = json_object_get(d, "counts");
     struct store_op *op;
 
+    uint64_t sum = 0;
+
     p->state = POLL_CLOSED;
     p->closing = false;
     for (uint32_t i = 0; i < p->n_options && i < json_array_size(counts); i++) {
         json_int_t c = json_integer_value(json_array_get(counts, i));
 
         p->counts[i] = c > 0 ? (uint64_t)c : 0;
+        sum += p->counts[i];
     }
+    /* One choice per vote: the total is the sum. A multi poll's is read. */
+    if (p->kind != POLL_MULTI && sum > p->version)
+        p->total = p->version = sum;
     op = session__op_new(STORE_POLL_COUNTS, s->actor, 0);
     op->session_id = s->id;
     op->id = p->id;

@@ -241,6 +241,7 @@ static void vote_send(struct session *s, struct participant *pt, struct poll *p,
     snprintf(op->vote.idem_key, sizeof(op->vote.idem_key), "%s", req->idem_key);
     /* Memory holds every vote of a participant who joined since the load. */
     op->vote_fresh = !pt->loaded;
+    op->vote_checked = session__shared(s); /* another instance may close the poll */
     /* The writer thread fills op->vote while the vote is in flight: the
      * flight keeps its own copy of what identifies it. */
     f->op = op;
@@ -514,6 +515,9 @@ static void vote_answer(struct session *s, struct flight *f, enum store_status s
 
         if (v != NULL) {
             vote_reply(s, req, i == 0 && st == STORE_OK ? 201 : 200, v);
+        } else if (st == STORE_CLOSED) {
+            api_reply_error(req, 409, "poll_not_open", "poll %lld is closed",
+                            (long long)f->poll_id);
         } else if (st == STORE_CONFLICT) {
             api_reply_error(req, 409, "already_voted",
                             "participant %lld already voted on poll %lld",

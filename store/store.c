@@ -877,8 +877,29 @@ static unsigned match_inserted(struct store_writer *w, unsigned n, const PGresul
     return matched;
 }
 
+/* A checked vote that is neither stored nor conflicting: its poll was not open. */
+static bool resolve_closed(PGconn *c, struct store_op *op)
+{
+    char pid[STORE_I64_MAX];
+    const char *p[1] = {pid};
+    PGresult *res;
+    bool open;
+
+    fmt_i64(pid, op->vote.poll_id);
+    res = db_exec(c, "poll state", "SELECT state = 'open' FROM polls WHERE id = $1", 1, p, PGRES_TUPLES_OK);
+    if (res == NULL)
+        return false;
+    open = PQntuples(res) == 1 && PQgetvalue(res, 0, 0)[0] == 't';
+    PQclear(res);
+    if (open)
+        return false;
+    op->status = STORE_CLOSED;
+    return true;
+}
+
 /* A vote that was not inserted repeats a key (DUPLICATE, with the original)
- * or is a second vote on the poll (CONFLICT). */
+ * or is a second vote on the poll (CONFLICT), or, checked, met its poll
+ * closed (CLOSED). */
 static bool resolve_not_inserted(PGconn *c, struct store_op *op)
 {
     struct store_vote v = op->vote;
@@ -895,6 +916,8 @@ static bool resolve_not_inserted(PGconn *c, struct store_op *op)
         op->status = STORE_CONFLICT;
         return true;
     }
+    if (found == 0 && op->vote_checked && resolve_closed(c, op))
+        return true;
     if (found == 0)
         log_error("store: vote of participant %" PRId64 " on poll %" PRId64 " neither stored nor conflicting",
                   op->vote.participant_id, op->vote.poll_id);
@@ -919,19 +942,33 @@ static bool votes_fresh(const struct store_writer *w, unsigned n)
     "AS t(s, p, pa, c, k) "
 #define SQL_VOTE_RETURNING "RETURNING id, poll_id, participant_id, idem_key"
 
+/* Only into an open poll, whose row it locks like the foreign key does,
+ * but in the statement's own read: a close that committed meanwhile is
+ * seen (the lock waits for it, then the row is read again). In the
+ * batch's order, so that batches still wait for each other one way. */
+#define SQL_VOTE_CHECKED                                                                           \
+    "INSERT INTO votes(session_id, poll_id, participant_id, choices, idem_key) "                   \
+    "SELECT t.s, t.p, t.pa, t.c::smallint[], t.k "                                                 \
+    "FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::text[], $5::text[]) "               \
+    "WITH ORDINALITY AS t(s, p, pa, c, k, o) "                                                     \
+    "JOIN polls ON polls.id = t.p AND polls.state = 'open' "                                       \
+    "ORDER BY t.o FOR KEY SHARE OF polls ON CONFLICT DO NOTHING "
+
 #define STMT_VOTE_PLAIN "tally_vote_plain"
 #define STMT_VOTE_SAFE "tally_vote_safe"
+#define STMT_VOTE_CHECKED "tally_vote_checked"
 
-/* Prepares the two vote INSERTs once per connection: PostgreSQL then skips
+/* Prepares the vote INSERTs once per connection: PostgreSQL then skips
  * parsing and planning them batch after batch. */
 static bool writer_prepare(struct store_writer *w)
 {
-    static const char *const names[2] = {STMT_VOTE_PLAIN, STMT_VOTE_SAFE};
-    static const char *const sql[2] = {SQL_VOTE_INSERT SQL_VOTE_RETURNING,
-                                       SQL_VOTE_INSERT "ON CONFLICT DO NOTHING " SQL_VOTE_RETURNING};
+    static const char *const names[3] = {STMT_VOTE_PLAIN, STMT_VOTE_SAFE, STMT_VOTE_CHECKED};
+    static const char *const sql[3] = {SQL_VOTE_INSERT SQL_VOTE_RETURNING,
+                                       SQL_VOTE_INSERT "ON CONFLICT DO NOTHING " SQL_VOTE_RETURNING,
+                                       SQL_VOTE_CHECKED SQL_VOTE_RETURNING};
     char err[STORE_ERR_MAX];
 
-    for (unsigned i = 0; i < 2 && !w->prepared; i++) {
+    for (unsigned i = 0; i < ARRAY_LEN(names) && !w->prepared; i++) {
         PGresult *res = PQprepare(w->conn, names[i], sql[i], 5, NULL);
         const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
         /* 42P05: prepared by an earlier call that failed on the second. */
@@ -964,6 +1001,16 @@ static bool votes_build(struct store_writer *w, unsigned n)
     qsort(w->votes, n, sizeof(w->votes[0]), cmp_vote_ref);
     build_vote_arrays(w, n);
     return !w->votes_safe && votes_fresh(w, n);
+}
+
+/* The statement for the batch's votes: checked when any of them must be. */
+static const char *votes_stmt(const struct store_writer *w, unsigned n, bool plain)
+{
+    for (unsigned i = 0; i < n; i++) {
+        if (w->votes[i].op->vote_checked)
+            return STMT_VOTE_CHECKED;
+    }
+    return plain ? STMT_VOTE_PLAIN : STMT_VOTE_SAFE;
 }
 
 /*
@@ -1006,7 +1053,7 @@ static bool insert_votes(struct store_writer *w, unsigned n)
         return false;
     for (unsigned a = 0; a < ARRAY_LEN(p); a++)
         p[a] = w->arr[a].data;
-    res = PQexecPrepared(w->conn, plain ? STMT_VOTE_PLAIN : STMT_VOTE_SAFE, 5, p, NULL, NULL, 0);
+    res = PQexecPrepared(w->conn, votes_stmt(w, n, plain), 5, p, NULL, NULL, 0);
     ok = votes_inserted(w, n, res, plain);
     PQclear(res);
     return ok;
@@ -1183,7 +1230,7 @@ static bool pipeline_read(PGconn *c, PGresult **out, unsigned nq)
 
 /* Sends BEGIN, the transaction's id and the vote INSERT as one pipeline and
  * reads their answers into r[]. false: the pipeline itself failed. */
-static bool vote_pipeline(struct store_writer *w, bool plain, PGresult *r[3])
+static bool vote_pipeline(struct store_writer *w, unsigned n, bool plain, PGresult *r[3])
 {
     const char *p[5];
     PGconn *c = w->conn;
@@ -1194,7 +1241,7 @@ static bool vote_pipeline(struct store_writer *w, bool plain, PGresult *r[3])
     ok = PQenterPipelineMode(c) &&
          PQsendQueryParams(c, "BEGIN ISOLATION LEVEL READ COMMITTED", 0, NULL, NULL, NULL, NULL, 0) &&
          PQsendQueryParams(c, "SELECT txid_current(), " SQL_TIME("now()"), 0, NULL, NULL, NULL, NULL, 0) &&
-         PQsendQueryPrepared(c, plain ? STMT_VOTE_PLAIN : STMT_VOTE_SAFE, 5, p, NULL, NULL, 0) &&
+         PQsendQueryPrepared(c, votes_stmt(w, n, plain), 5, p, NULL, NULL, 0) &&
          PQpipelineSync(c) && pipeline_read(c, r, 3);
     /* Leaving pipeline mode fails unless every answer was read. */
     return PQexitPipelineMode(c) == 1 && ok;
@@ -1219,7 +1266,7 @@ static enum batch_end run_vote_batch(struct store_writer *w, unsigned n)
     if (!writer_prepare(w))
         return batch_failed(w);
     plain = votes_build(w, n);
-    piped = vote_pipeline(w, plain, r);
+    piped = vote_pipeline(w, n, plain, r);
     begun = piped && PQresultStatus(r[0]) == PGRES_COMMAND_OK && PQresultStatus(r[1]) == PGRES_TUPLES_OK &&
             PQntuples(r[1]) == 1;
     if (begun) {

@@ -32,6 +32,7 @@ enum store_status {
     STORE_CONFLICT,    /* vote: another vote of this participant on this poll; session: code taken */
     STORE_NOT_FOUND,   /* vote lookup: no such key */
     STORE_UNAVAILABLE, /* the transaction failed or the database is unreachable */
+    STORE_CLOSED,      /* vote (vote_checked): its poll is no longer open in the database */
 };
 
 enum store_op_kind {
@@ -105,6 +106,11 @@ struct store_op {
      * go in by the faster plain INSERT; a conflict all the same is still
      * caught and resolved as DUPLICATE or CONFLICT. */
     bool vote_fresh;
+    /* VOTE, in: another instance may close the poll, so the vote goes in
+     * only while the database has the poll open, holding the poll row's
+     * KEY SHARE lock, which a close's FOR UPDATE waits for (and the other
+     * way round); refused, it completes as STORE_CLOSED. */
+    bool vote_checked;
     char created_at[STORE_TIME_MAX]; /* out */
     struct store_event *events;      /* out (EVENTS_SINCE): owned array, freed by store_op_free */
     uint32_t n_events;
