@@ -363,6 +363,50 @@ def main():
     return check.summary()
 
 
+def close_race(A, B, voters=60, threads=4):
+    """Votes pour into B while A closes the poll: poll.closed's counts must
+    hold every vote B acknowledged and nothing else (guarantee 3: after
+    poll.closed the last counts equal the database's)."""
+    r = call(A, "POST", "/api/v1/sessions", {"title": "Close race"})
+    s = js(r).get("session", {})
+    pt = js(r).get("presenter_token")
+    toks = [js(call(B, "POST", "/api/v1/sessions/%s/participants" % s.get("code"), {})).get("participant_token")
+            for _ in range(voters)]
+    r = call(A, "POST", "/api/v1/sessions/%s/polls" % s.get("code"),
+             {"question": "race", "kind": "single", "options": ["x", "y"]}, pt)
+    pid = js(r).get("poll", {}).get("id")
+    check(call(A, "POST", "/api/v1/polls/%s/open" % pid, None, pt).status == 200, "7b: open the race poll on A")
+    time.sleep(0.3)  # B reads poll.opened
+    acked, refused, lock = [], [], threading.Lock()
+
+    def vote(part):
+        for i in part:
+            r = call(B, "POST", "/api/v1/polls/%s/votes" % pid, {"choice": [i % 2]}, toks[i],
+                     {"Idempotency-Key": "race-%d" % i})
+            with lock:
+                (acked if r.status == 201 else refused).append((i, r.status, js(r)))
+
+    ts = [threading.Thread(target=vote, args=(range(j, voters, threads),)) for j in range(threads)]
+    for x in ts:
+        x.start()
+    while len(acked) + len(refused) < voters // 3:
+        time.sleep(0.002)
+    r = call(A, "POST", "/api/v1/polls/%s/close" % pid, None, pt)
+    for x in ts:
+        x.join()
+    counts = js(r).get("poll", {}).get("counts")
+    want = [sum(1 for i, _, _ in acked if i % 2 == c) for c in (0, 1)]
+    check(r.status == 200 and counts == want,
+          "7b: poll.closed counts %s equal the %d votes B acknowledged %s" % (counts, len(acked), want))
+    check(all(st == 409 and b.get("error", {}).get("code") == "poll_not_open" for _, st, b in refused),
+          "7b: votes after the close get 409 poll_not_open (%s)" % refused[:2])
+    for name, t in (("A", A), ("B", B)):
+        res = js(call(t, "GET", "/api/v1/polls/%s/results" % pid, None, pt))
+        check(res.get("counts") == want and res.get("total") == len(acked),
+              "7b: results on %s after the close equal poll.closed (%s)" % (name, res))
+    print("close race: %d acknowledged before the close, %d refused after it" % (len(acked), len(refused)))
+
+
 def scenario(A, B, one, streams):
     # 1. A session created on A is known to B (from the database).
     r = call(A, "POST", "/api/v1/sessions", {"title": "Two instances"})
@@ -549,6 +593,10 @@ def scenario(A, B, one, streams):
         check(r.status == 201, "7: vote on poll 2 on A before the kill: 201 (%s)" % short(r))
         if r.status == 201:
             keys2[i] = (k, js(r).get("vote"))
+
+    # 7b. A close on A in the middle of a vote burst on B (a session of its own).
+    if not one:
+        close_race(A, B)
 
     # 8. Lose A. Its subscribers resume on B; nothing acknowledged is lost.
     since_u = uA.last_seq()
