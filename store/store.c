@@ -2397,6 +2397,8 @@ int store_find_session(struct store *s, const struct store_find *find, int64_t *
 
 int store_load_session(struct store *s, int64_t sid, struct store_loader *l)
 {
+    char id[STORE_I64_MAX];
+    const char *p[1] = {id};
     PGresult *res;
     PGconn *c;
     int rc = -EIO;
@@ -2408,13 +2410,17 @@ int store_load_session(struct store *s, int64_t sid, struct store_loader *l)
         goto out;
     if (!db_command(c, "load snapshot", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"))
         goto out_drop;
-    rc = load_all(c, l, sid);
-    res = db_exec(c, "vote id max", "SELECT coalesce(max(id), 0) FROM votes", 0, NULL, PGRES_TUPLES_OK);
-    if (res != NULL) {
-        l->vote_id_max = parse_i64(PQgetvalue(res, 0, 0));
-        PQclear(res);
-    } else if (rc == 0) {
+    /* The highest vote id, and whether the session is there, in the snapshot. */
+    fmt_i64(id, sid);
+    res = db_exec(c, "session load",
+                  "SELECT coalesce(max(id), 0), EXISTS (SELECT 1 FROM sessions WHERE id = $1) FROM votes", 1, p,
+                  PGRES_TUPLES_OK);
+    if (res == NULL) {
         rc = -EIO;
+    } else {
+        l->vote_id_max = parse_i64(PQgetvalue(res, 0, 0));
+        rc = PQgetvalue(res, 0, 1)[0] == 't' ? load_all(c, l, sid) : -ENOENT;
+        PQclear(res);
     }
     if (!db_command(c, "load end", rc == -EIO ? "ROLLBACK" : "COMMIT"))
         goto out_drop;

@@ -1830,6 +1830,558 @@ static void test_load(void **state)
     store_destroy(s);
 }
 
+/* ---- state changes, counts, instances and finding sessions -------------- */
+
+/* The session's seq and its event_log rows (count). */
+static void assert_session_events(PGconn *c, int64_t sid, int64_t seq, int64_t rows)
+{
+    char sids[STORE_I64_MAX];
+    const char *p[1] = {sids};
+
+    fmt_i64(sids, sid);
+    assert_int_equal(db_i64(c, "SELECT seq FROM sessions WHERE id = $1", 1, p), seq);
+    assert_int_equal(db_i64(c, "SELECT count(*) FROM event_log WHERE session_id = $1", 1, p), rows);
+}
+
+static const char *poll_state_of(PGconn *c, int64_t poll, char out[16])
+{
+    char pid[STORE_I64_MAX];
+    const char *p[1] = {pid};
+    PGresult *res;
+
+    fmt_i64(pid, poll);
+    res = db_q(c, "SELECT state FROM polls WHERE id = $1", 1, p);
+    assert_int_equal(PQntuples(res), 1);
+    copy_str(out, 16, PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return out;
+}
+
+/* A change from a state the row is no longer in is refused: CONFLICT when
+ * the row exists, NOT_FOUND when it does not; either way no event. */
+static void test_state_change_conflict(void **state)
+{
+    struct store *s = store_up(conninfo, 1, 0, "inst-a");
+    int64_t sid = make_session(s), other = make_session(s), seq = 0;
+    int64_t poll = make_poll(s, sid, &seq), draft, foreign;
+    struct store_op *op;
+    PGconn *c = db_open(conninfo);
+    char st[16];
+
+    (void)state;
+    assert_int_equal(seq, 1);
+    foreign = make_poll(s, other, NULL);
+    op = change_state(s, STORE_POLL_OPEN, sid, poll);
+    assert_int_equal(op->status, STORE_OK);
+    assert_int_equal(op->seq, 2);
+    store_op_free(op);
+    assert_session_events(c, sid, 2, 2);
+
+    /* Opened twice: the second is refused and appends nothing. */
+    op = change_state(s, STORE_POLL_OPEN, sid, poll);
+    assert_int_equal(op->status, STORE_CONFLICT);
+    assert_int_equal(op->seq, 0);
+    store_op_free(op);
+    assert_session_events(c, sid, 2, 2);
+    assert_string_equal(poll_state_of(c, poll, st), "open");
+
+    /* A draft poll cannot be closed. */
+    draft = make_poll(s, sid, &seq);
+    assert_int_equal(seq, 3);
+    op = change_state(s, STORE_POLL_CLOSE, sid, draft);
+    assert_int_equal(op->status, STORE_CONFLICT);
+    assert_int_equal(op->seq, 0);
+    assert_false(op->counted);
+    store_op_free(op);
+    assert_session_events(c, sid, 3, 3);
+    assert_string_equal(poll_state_of(c, draft, st), "draft");
+
+    /* No such poll, or a poll of another session: NOT_FOUND. */
+    op = change_state(s, STORE_POLL_CLOSE, sid, foreign + poll + 1000000);
+    assert_int_equal(op->status, STORE_NOT_FOUND);
+    assert_int_equal(op->seq, 0);
+    store_op_free(op);
+    op = change_state(s, STORE_POLL_CLOSE, sid, foreign);
+    assert_int_equal(op->status, STORE_NOT_FOUND);
+    store_op_free(op);
+    op = change_state(s, STORE_POLL_OPEN, sid, foreign);
+    assert_int_equal(op->status, STORE_NOT_FOUND);
+    store_op_free(op);
+    assert_string_equal(poll_state_of(c, foreign, st), "draft");
+    assert_session_events(c, sid, 3, 3);
+    assert_session_events(c, other, 1, 1);
+
+    /* Closed, then closed or opened again: refused. */
+    op = change_state(s, STORE_POLL_CLOSE, sid, poll);
+    assert_int_equal(op->status, STORE_OK);
+    assert_int_equal(op->seq, 4);
+    store_op_free(op);
+    op = change_state(s, STORE_POLL_CLOSE, sid, poll);
+    assert_int_equal(op->status, STORE_CONFLICT);
+    store_op_free(op);
+    op = change_state(s, STORE_POLL_OPEN, sid, poll);
+    assert_int_equal(op->status, STORE_CONFLICT);
+    store_op_free(op);
+    assert_string_equal(poll_state_of(c, poll, st), "closed");
+    assert_session_events(c, sid, 4, 4);
+
+    /* The session closed twice: the second is refused; an unknown one is not found. */
+    op = change_state(s, STORE_SESSION_CLOSE, sid, 0);
+    assert_int_equal(op->status, STORE_OK);
+    assert_int_equal(op->seq, 5);
+    store_op_free(op);
+    op = change_state(s, STORE_SESSION_CLOSE, sid, 0);
+    assert_int_equal(op->status, STORE_CONFLICT);
+    assert_int_equal(op->seq, 0);
+    store_op_free(op);
+    op = change_state(s, STORE_SESSION_CLOSE, sid + other + 1000000, 0);
+    assert_int_equal(op->status, STORE_NOT_FOUND);
+    store_op_free(op);
+    assert_session_events(c, sid, 5, 5);
+    {
+        char sids[STORE_I64_MAX];
+
+        fmt_i64(sids, sid);
+        assert_int_equal(db_i64(c,
+                                "SELECT count(*) FROM event_log WHERE session_id = $1 "
+                                "AND type IN ('poll.opened', 'poll.closed', 'session.closed')",
+                                1, (const char *[]){sids}),
+                         3);
+    }
+    PQfinish(c);
+    store_destroy(s);
+}
+
+/* What the close's event callback saw and returned (it runs on a writer). */
+struct close_seen {
+    pthread_mutex_t lock;
+    uint32_t n_options;
+    unsigned calls;
+    bool counted;
+    char payload[512];
+};
+
+/* As the session actor does: the close event carries the counts the
+ * database returned, read from the op inside the transaction. */
+static char *close_counts_payload(const struct store_op *op)
+{
+    struct close_seen *seen = op->owner;
+    struct buf b = BUF_INIT;
+    char *out;
+
+    pthread_mutex_lock(&seen->lock);
+    buf_printf(&b, "{\"id\": %" PRId64 ", \"seq\": %" PRId64 ", \"counted\": %s, \"total\": %" PRIu64
+                   ", \"counts\": [",
+               op->id, op->seq, op->counted ? "true" : "false", op->total);
+    for (uint32_t i = 0; i < seen->n_options; i++)
+        buf_printf(&b, i ? ", %" PRIu64 : "%" PRIu64, op->counts[i]);
+    buf_append(&b, "]}", 3);
+    out = xstrdup(b.data);
+    buf_free(&b);
+    seen->calls++;
+    seen->counted = op->counted;
+    copy_str(seen->payload, sizeof(seen->payload), out);
+    pthread_mutex_unlock(&seen->lock);
+    return out;
+}
+
+static void test_close_counts(void **state)
+{
+    struct store *s = store_up(conninfo, 1, 0, "inst-a");
+    int64_t sid = make_session(s), other = make_session(s), u[3], w;
+    struct store_op *p = poll_op(sid, POLL_MULTI, 3, 2), *q = poll_op(other, POLL_MULTI, 3, 2), *op;
+    static const uint8_t choices[3][2] = {{0, 1}, {1}, {2}};
+    static const uint32_t n_choices[3] = {2, 1, 1};
+    struct close_seen seen = {PTHREAD_MUTEX_INITIALIZER, 3, 0, false, ""};
+    PGconn *c = db_open(conninfo);
+    char sids[STORE_I64_MAX], seqs[STORE_I64_MAX], want[512];
+    PGresult *res;
+
+    (void)state;
+    submit_wait(s, p);
+    submit_wait(s, q);
+    assert_int_equal(p->status, STORE_OK);
+    assert_int_equal(q->status, STORE_OK);
+    store_op_free(change_state(s, STORE_POLL_OPEN, sid, p->id));
+    for (int i = 0; i < 3; i++) {
+        char key[16];
+
+        u[i] = make_participant(s, sid);
+        snprintf(key, sizeof(key), "close-%d", i);
+        op = vote_op(sid, p->id, u[i], key, choices[i], n_choices[i]);
+        submit_wait(s, op);
+        assert_int_equal(op->status, STORE_OK);
+        store_op_free(op);
+    }
+    /* A vote on another poll is not counted. */
+    w = make_participant(s, other);
+    op = vote_op(other, q->id, w, "elsewhere", (uint8_t[]){0, 2}, 2);
+    submit_wait(s, op);
+    assert_int_equal(op->status, STORE_OK);
+    store_op_free(op);
+
+    op = op_new(STORE_POLL_CLOSE);
+    op->session_id = sid;
+    op->id = p->id;
+    op->event = close_counts_payload;
+    op->owner = &seen;
+    op->total = 77; /* proves the store sets them */
+    op->counts[0] = 77;
+    op->counts[5] = 77;
+    submit_wait(s, op);
+    assert_int_equal(op->status, STORE_OK);
+    assert_int_equal(op->seq, 3);
+    assert_true(op->counted);
+    assert_int_equal(op->total, 3);
+    assert_int_equal(op->counts[0], 1);
+    assert_int_equal(op->counts[1], 2);
+    assert_int_equal(op->counts[2], 1);
+    for (uint32_t i = 3; i < API_OPTIONS_MAX; i++)
+        assert_int_equal(op->counts[i], 0);
+
+    /* The event written is the callback's, built from the counts. */
+    pthread_mutex_lock(&seen.lock);
+    assert_int_equal(seen.calls, 1);
+    assert_true(seen.counted);
+    snprintf(want, sizeof(want),
+             "{\"id\": %" PRId64 ", \"seq\": 3, \"counted\": true, \"total\": 3, \"counts\": [1, 2, 1]}", p->id);
+    assert_string_equal(seen.payload, want);
+    pthread_mutex_unlock(&seen.lock);
+    fmt_i64(sids, sid);
+    fmt_i64(seqs, op->seq);
+    res = db_q(c,
+               "SELECT type, payload = $3::jsonb, payload->>'counts', instance_id FROM event_log "
+               "WHERE session_id = $1 AND seq = $2",
+               3, (const char *[]){sids, seqs, want});
+    assert_int_equal(PQntuples(res), 1);
+    assert_string_equal(PQgetvalue(res, 0, 0), "poll.closed");
+    assert_string_equal(PQgetvalue(res, 0, 1), "t");
+    assert_string_equal(PQgetvalue(res, 0, 2), "[1, 2, 1]");
+    assert_string_equal(PQgetvalue(res, 0, 3), "inst-a");
+    PQclear(res);
+    store_op_free(op);
+
+    /* The other poll: a vote still being inserted by another instance when
+     * the close arrives is waited for and counted. */
+    seen.calls = 0;
+    store_op_free(change_state(s, STORE_POLL_OPEN, other, q->id));
+    {
+        PGconn *side = db_open(conninfo);
+        char qid[STORE_I64_MAX], oid[STORE_I64_MAX], wid[STORE_I64_MAX];
+        int64_t waiting = 0;
+
+        fmt_i64(qid, q->id);
+        fmt_i64(oid, other);
+        fmt_i64(wid, make_participant(s, other));
+        PQclear(db_q(side, "BEGIN", 0, NULL));
+        PQclear(db_q(side,
+                     "INSERT INTO votes(session_id, poll_id, participant_id, choices, idem_key) "
+                     "VALUES ($1, $2, $3, '{1,2}', 'in flight')",
+                     3, (const char *[]){oid, qid, wid}));
+        op = op_new(STORE_POLL_CLOSE);
+        op->session_id = other;
+        op->id = q->id;
+        op->event = close_counts_payload;
+        op->owner = &seen;
+        tracker_reset();
+        assert_true(store_submit(s, op));
+        /* The writer waits on the poll row the vote's foreign key holds. */
+        for (unsigned ms = 0; waiting == 0 && ms < 10000; ms += 10) {
+            waiting = db_i64(c,
+                             "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                             "'tallyd-writer inst-a' AND wait_event_type = 'Lock'",
+                             0, NULL);
+            if (waiting == 0)
+                usleep(10 * 1000);
+        }
+        assert_int_equal(waiting, 1);
+        assert_int_equal(tracker_count(), 0);
+        PQclear(db_q(side, "COMMIT", 0, NULL));
+        PQfinish(side);
+        wait_done(1);
+    }
+    assert_int_equal(op->status, STORE_OK);
+    assert_true(op->counted);
+    assert_int_equal(op->total, 2);
+    assert_int_equal(op->counts[0], 1);
+    assert_int_equal(op->counts[1], 1);
+    assert_int_equal(op->counts[2], 2);
+    pthread_mutex_lock(&seen.lock);
+    assert_int_equal(seen.calls, 1);
+    assert_non_null(strstr(seen.payload, "\"total\": 2, \"counts\": [1, 1, 2]"));
+    pthread_mutex_unlock(&seen.lock);
+    store_op_free(op);
+
+    store_op_free(p);
+    store_op_free(q);
+    PQfinish(c);
+    store_destroy(s);
+}
+
+static struct store_op *counts_op(struct store *s, enum store_op_kind kind, int64_t sid, int64_t poll)
+{
+    struct store_op *op = op_new(kind);
+
+    op->session_id = sid;
+    op->id = poll;
+    op->total = 12345; /* proves the store sets them */
+    for (uint32_t i = 0; i < API_OPTIONS_MAX; i++)
+        op->counts[i] = 12345;
+    submit_wait(s, op);
+    assert_int_equal(op->status, STORE_OK);
+    assert_true(op->counted);
+    return op;
+}
+
+/* Counts come from the database: votes and participants taken by every
+ * instance sharing it. */
+static void test_poll_counts(void **state)
+{
+    struct store *a = store_up(conninfo, 2, 0, "inst-a"), *b = store_up(conninfo, 2, 0, "inst-b");
+    int64_t sid = make_session(a), other = make_session(b), empty = make_session(a);
+    struct store_op *p = poll_op(sid, POLL_MULTI, 4, 3), *op;
+    int64_t bare = make_poll(b, sid, NULL), u[4];
+    static const uint8_t choices[4][3] = {{0, 1}, {3}, {1, 2, 3}, {1}};
+    static const uint32_t n_choices[4] = {2, 1, 3, 1};
+    static const uint64_t want[4] = {1, 3, 1, 2};
+
+    (void)state;
+    submit_wait(a, p);
+    assert_int_equal(p->status, STORE_OK);
+    for (int i = 0; i < 4; i++) {
+        struct store *via = i % 2 ? b : a;
+        char key[16];
+
+        u[i] = make_participant(via, sid);
+        snprintf(key, sizeof(key), "count-%d", i);
+        op = vote_op(sid, p->id, u[i], key, choices[i], n_choices[i]);
+        submit_wait(via, op);
+        assert_int_equal(op->status, STORE_OK);
+        store_op_free(op);
+    }
+    make_participant(b, other);
+    /* Asked of either instance, the same answer: every vote, whoever took it. */
+    for (int k = 0; k < 2; k++) {
+        op = counts_op(k ? b : a, STORE_POLL_COUNTS, 0, p->id);
+        assert_int_equal(op->total, 4);
+        for (uint32_t i = 0; i < 4; i++)
+            assert_int_equal(op->counts[i], want[i]);
+        for (uint32_t i = 4; i < API_OPTIONS_MAX; i++)
+            assert_int_equal(op->counts[i], 0);
+        store_op_free(op);
+    }
+    /* A poll without votes. */
+    op = counts_op(a, STORE_POLL_COUNTS, 0, bare);
+    assert_int_equal(op->total, 0);
+    for (uint32_t i = 0; i < API_OPTIONS_MAX; i++)
+        assert_int_equal(op->counts[i], 0);
+    store_op_free(op);
+    /* Participants of the session, joined through either store. */
+    for (int k = 0; k < 2; k++) {
+        op = counts_op(k ? b : a, STORE_PARTICIPANTS_COUNT, sid, 0);
+        assert_int_equal(op->total, 4);
+        store_op_free(op);
+    }
+    op = counts_op(a, STORE_PARTICIPANTS_COUNT, other, 0);
+    assert_int_equal(op->total, 1);
+    store_op_free(op);
+    op = counts_op(b, STORE_PARTICIPANTS_COUNT, empty, 0);
+    assert_int_equal(op->total, 0);
+    store_op_free(op);
+    store_op_free(p);
+    store_destroy(a);
+    store_destroy(b);
+}
+
+static void assert_own(const struct store_op *op, const bool *own, uint32_t n, int64_t first_seq)
+{
+    assert_int_equal(op->n_events, n);
+    for (uint32_t i = 0; i < n; i++) {
+        assert_int_equal(op->events[i].seq, first_seq + i);
+        if (op->events[i].own != own[i])
+            fail_msg("event %" PRId64 ": own is %d, want %d", op->events[i].seq, op->events[i].own, own[i]);
+    }
+}
+
+/* A replay marks the rows this instance wrote as its own. */
+static void test_events_since_own(void **state)
+{
+    struct store *a = store_up(conninfo, 1, 0, "inst-a"), *b = store_up(conninfo, 1, 0, "inst-b");
+    int64_t sid = make_session(a), seq = 0, p1, p2;
+    static const bool own_a[5] = {true, false, false, true, false};
+    bool own_b[5];
+    struct store_op *op;
+
+    (void)state;
+    p1 = make_poll(a, sid, &seq);
+    assert_int_equal(seq, 1);
+    p2 = make_poll(b, sid, &seq);
+    assert_int_equal(seq, 2);
+    store_op_free(change_state(b, STORE_POLL_OPEN, sid, p1));
+    store_op_free(change_state(a, STORE_POLL_OPEN, sid, p2));
+    op = change_state(b, STORE_SESSION_CLOSE, sid, 0);
+    assert_int_equal(op->seq, 5);
+    store_op_free(op);
+    for (int i = 0; i < 5; i++)
+        own_b[i] = !own_a[i];
+    op = events_since(a, sid, 0);
+    assert_own(op, own_a, 5, 1);
+    store_op_free(op);
+    op = events_since(b, sid, 0);
+    assert_own(op, own_b, 5, 1);
+    store_op_free(op);
+    op = events_since(a, sid, 3);
+    assert_own(op, own_a + 3, 2, 4);
+    store_op_free(op);
+    store_destroy(a);
+    store_destroy(b);
+}
+
+/* The fixture of test_find_and_load_session: two sessions, the first
+ * (x) with two polls, two participants and three votes, taken last. */
+struct find_fixture {
+    struct store_op *x, *y, *px[2], *py, *ux[2], *uy, *v[4];
+};
+
+static void find_fixture_build(struct store *s, struct find_fixture *f)
+{
+    f->x = session_op();
+    f->y = session_op();
+    submit_wait(s, f->x);
+    submit_wait(s, f->y);
+    assert_int_equal(f->x->status, STORE_OK);
+    assert_int_equal(f->y->status, STORE_OK);
+    f->px[0] = poll_op(f->x->id, POLL_SINGLE, 3, 1);
+    f->px[1] = poll_op(f->x->id, POLL_MULTI, 3, 2);
+    f->py = poll_op(f->y->id, POLL_SINGLE, 2, 1);
+    f->ux[0] = participant_op(f->x->id, "Ann");
+    f->ux[1] = participant_op(f->x->id, NULL);
+    f->uy = participant_op(f->y->id, "Cy");
+    struct store_op *all[] = {f->px[0], f->py, f->ux[0], f->uy, f->px[1], f->ux[1]};
+    for (size_t i = 0; i < ARRAY_LEN(all); i++) {
+        submit_wait(s, all[i]);
+        assert_int_equal(all[i]->status, STORE_OK);
+    }
+    store_op_free(change_state(s, STORE_POLL_OPEN, f->x->id, f->px[1]->id));
+    /* y's vote first, so that x holds the highest vote id. */
+    f->v[0] = vote_op(f->y->id, f->py->id, f->uy->id, "y", (uint8_t[]){0}, 1);
+    f->v[1] = vote_op(f->x->id, f->px[0]->id, f->ux[0]->id, "x1", (uint8_t[]){2}, 1);
+    f->v[2] = vote_op(f->x->id, f->px[0]->id, f->ux[1]->id, "x2", (uint8_t[]){2}, 1);
+    f->v[3] = vote_op(f->x->id, f->px[1]->id, f->ux[0]->id, "x3", (uint8_t[]){0, 1}, 2);
+    for (int i = 0; i < 4; i++) {
+        submit_wait(s, f->v[i]);
+        assert_int_equal(f->v[i]->status, STORE_OK);
+    }
+}
+
+static void find_fixture_free(struct find_fixture *f)
+{
+    store_op_free(f->x);
+    store_op_free(f->y);
+    store_op_free(f->px[0]);
+    store_op_free(f->px[1]);
+    store_op_free(f->py);
+    store_op_free(f->ux[0]);
+    store_op_free(f->ux[1]);
+    store_op_free(f->uy);
+    for (int i = 0; i < 4; i++)
+        store_op_free(f->v[i]);
+}
+
+static void assert_found(struct store *s, const struct store_find *find, int64_t sid, int64_t pid)
+{
+    int64_t got_sid = -7, got_pid = -7;
+
+    assert_int_equal(store_find_session(s, find, &got_sid, &got_pid), sid > 0 ? 1 : 0);
+    assert_int_equal(got_sid, sid);
+    assert_int_equal(got_pid, pid);
+}
+
+static void test_find_and_load_session(void **state)
+{
+    char ci[CONNINFO_MAX];
+    struct store *s;
+    struct find_fixture f;
+    struct collected *c = xcalloc(1, sizeof(*c));
+    struct store_loader l = {c, on_session_row, on_poll_row, on_participant_row, on_vote_count_row, -1};
+    char absent[STORE_HASH_HEX + 1];
+    const struct store_vote_count *r;
+    int rc;
+
+    (void)state;
+    db_run(conninfo, "CREATE DATABASE find_db");
+    conninfo_db(ci, sizeof(ci), "find_db");
+    s = store_up(ci, 1, 0, "inst-a");
+    find_fixture_build(s, &f);
+
+    /* By code, poll, participant's token and presenter's token. */
+    assert_found(s, &(struct store_find){.code = f.x->code}, f.x->id, 0);
+    assert_found(s, &(struct store_find){.code = f.y->code}, f.y->id, 0);
+    assert_found(s, &(struct store_find){.poll_id = f.px[1]->id}, f.x->id, 0);
+    assert_found(s, &(struct store_find){.poll_id = f.py->id}, f.y->id, 0);
+    assert_found(s, &(struct store_find){.token_hash = f.ux[1]->token_hash}, f.x->id, f.ux[1]->id);
+    assert_found(s, &(struct store_find){.token_hash = f.uy->token_hash}, f.y->id, f.uy->id);
+    assert_found(s, &(struct store_find){.token_hash = f.x->token_hash}, f.x->id, 0);
+    assert_found(s, &(struct store_find){.token_hash = f.y->token_hash}, f.y->id, 0);
+    /* Unknown: 0, and nothing named. */
+    memset(absent, 'f', STORE_HASH_HEX);
+    absent[STORE_HASH_HEX] = '\0';
+    assert_found(s, &(struct store_find){.code = "ZZZZZZ"}, 0, 0);
+    assert_found(s, &(struct store_find){.poll_id = f.px[0]->id + f.py->id + 1000000}, 0, 0);
+    assert_found(s, &(struct store_find){.token_hash = absent}, 0, 0);
+
+    /* x, and only x: its session row, polls, participants and vote counts. */
+    assert_int_equal(store_load_session(s, f.x->id, &l), 0);
+    assert_string_equal(c->order, "sppuuvv");
+    assert_int_equal(c->n_sessions, 1);
+    assert_int_equal(c->sessions[0].id, f.x->id);
+    assert_string_equal(c->titles[0], "A session");
+    assert_false(c->sessions[0].closed);
+    assert_int_equal(c->sessions[0].seq, 3); /* two polls created, one opened */
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(c->polls[i].id, f.px[i]->id);
+        assert_int_equal(c->polls[i].session_id, f.x->id);
+        assert_int_equal(c->polls[i].kind, f.px[i]->poll.kind);
+        assert_int_equal(c->polls[i].n_options, 3);
+        assert_int_equal(c->polls[i].state, i);
+        assert_int_equal(c->parts[i][0], f.x->id);
+        assert_int_equal(c->parts[i][1], f.ux[i]->id);
+        assert_string_equal(c->part_hash[i], f.ux[i]->token_hash);
+    }
+    r = count_of(c, &f.v[1]->vote);
+    assert_non_null(r);
+    assert_int_equal(r->session_id, f.x->id);
+    assert_int_equal(r->votes, 2); /* v[1] and v[2] */
+    r = count_of(c, &f.v[3]->vote);
+    assert_non_null(r);
+    assert_int_equal(r->votes, 1);
+    assert_null(count_of(c, &f.v[0]->vote));
+    assert_int_equal(l.vote_id_max, f.v[3]->vote.id);
+
+    /* y alone. */
+    memset(c, 0, sizeof(*c));
+    l.vote_id_max = -1;
+    assert_int_equal(store_load_session(s, f.y->id, &l), 0);
+    assert_string_equal(c->order, "spuv");
+    assert_int_equal(c->sessions[0].id, f.y->id);
+    assert_int_equal(c->polls[0].id, f.py->id);
+    assert_int_equal(c->parts[0][1], f.uy->id);
+    assert_int_equal(c->counts[0].poll_id, f.py->id);
+    assert_int_equal(c->counts[0].votes, 1);
+    assert_true(l.vote_id_max >= f.v[0]->vote.id); /* the snapshot's highest */
+
+    /* A session that is not stored: nothing streamed, -ENOENT (store.h). */
+    memset(c, 0, sizeof(*c));
+    rc = store_load_session(s, f.x->id + f.y->id + 1000000, &l);
+    assert_int_equal(c->n_sessions, 0);
+    assert_string_equal(c->order, "");
+    assert_int_equal(rc, -ENOENT);
+
+    find_fixture_free(&f);
+    free(c);
+    store_destroy(s);
+}
+
 /* A start ends the connections a previous run of the same instance left
  * behind (as after SIGKILL), and only those. */
 static void test_start_ends_previous_writers(void **state)
@@ -2136,6 +2688,11 @@ int main(void)
         cmocka_unit_test(test_queue_limit),
         cmocka_unit_test(test_stop_commits_queued),
         cmocka_unit_test(test_load),
+        cmocka_unit_test(test_state_change_conflict),
+        cmocka_unit_test(test_close_counts),
+        cmocka_unit_test(test_poll_counts),
+        cmocka_unit_test(test_events_since_own),
+        cmocka_unit_test(test_find_and_load_session),
         cmocka_unit_test(test_start_ends_previous_writers),
         cmocka_unit_test(test_commit_answer_lost),
         cmocka_unit_test(test_commit_backend_killed),
