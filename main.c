@@ -132,7 +132,9 @@ static void on_follow_peers(void *arg, unsigned peers)
     actors_set_peers(arg, peers);
 }
 
-/* After the network: events it follows go straight to subscribers. */
+/* After the network's sink is known (events it follows go to subscribers)
+ * and before it serves (whether another instance shares the database is
+ * known by then). */
 static int start_follow(struct tallyd *d)
 {
     struct follow_config fc = {.conninfo = d->conninfo,
@@ -198,7 +200,7 @@ int main(int argc, char **argv, char **envp)
     }
     d.net = net_server_create(&d.cfg, d.actors, d.store);
     net_server_sink(d.net, &d.sink);
-    if (net_server_start(d.net) < 0 || start_follow(&d) < 0) {
+    if (start_follow(&d) < 0 || net_server_start(d.net) < 0) {
         shutdown_all(&d);
         return 1;
     }

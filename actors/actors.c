@@ -235,15 +235,17 @@ static bool actors_is_poll_route(enum api_op op)
 
 /*
  * What the directory lacks may have been created by another instance after
- * this one loaded: the lobby looks it up in the database (once per request)
- * before anyone is told 404 or 401. true when req was handed over (or
+ * this one loaded: while another shares the database, the lobby looks it up
+ * there (once per request) before anyone is told 404 or 401. true when req was handed over (or
  * answered 503 because the lobby is full).
  */
 static bool actors_lookup(struct actors *as, struct api_req *req, uint32_t what, int64_t sid)
 {
     struct mbox_msg m = {.type = MSG_LOOKUP, .u32 = what, .u64 = (uint64_t)sid, .ptr = req};
 
-    if (as->store == NULL)
+    /* Alone, this instance created everything the database holds and
+     * loaded it all: nothing to look up (and no query per mistyped code). */
+    if (as->store == NULL || !atomic_load_explicit(&as->shared, memory_order_relaxed))
         return false;
     if (!actor_post(as->lobby, &m))
         session__reply_503(req, "busy", "too many lookups waiting; try again");

@@ -222,7 +222,15 @@ static void *follow_main(void *arg)
 
 int follow_start(struct follow *f)
 {
-    int rc = pthread_create(&f->thread, NULL, follow_main, f);
+    int rc;
+
+    /* The first count of the others before the caller serves anything: a
+     * request for what another instance created is then looked up. */
+    if (follow_connect(f) && !follow_heartbeat(f, clock_now_ms())) {
+        PQfinish(f->conn);
+        f->conn = NULL;
+    }
+    rc = pthread_create(&f->thread, NULL, follow_main, f);
 
     if (rc != 0)
         return -rc;

@@ -41,7 +41,11 @@ struct follow;
 
 /** Creates a follower; nothing connects yet. */
 struct follow *follow_create(const struct follow_config *cfg);
-/** Starts its thread. 0 or -errno. */
+/**
+ * Connects, reports the sessions and the other instances once (on the
+ * caller's thread, so the caller knows whether it is alone before it
+ * serves), then starts the thread. 0 or -errno.
+ */
 int follow_start(struct follow *f);
 /** Stops and joins the thread, removing this instance's row when it can. */
 void follow_stop(struct follow *f);
