@@ -11,8 +11,6 @@
  * PostgreSQL binaries are installed.
  */
 #include <errno.h>
-#include <ftw.h>
-#include <glob.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <pthread.h>
@@ -35,6 +33,7 @@
 #include "core/base.h"
 #include "store/follow.h"
 #include "store/pgembed.h"
+#include "pgtmp.h"
 #include "store/store.h"
 
 #define CONNINFO_MAX 1024
@@ -352,28 +351,10 @@ static struct store *store_as(const char *instance)
 
 /* ---- fixtures ----------------------------------------------------------- */
 
-static bool have_postgres(void)
-{
-    glob_t g;
-    bool found = glob("/usr/lib/postgresql/*/bin/pg_ctl", 0, NULL, &g) == 0;
-
-    globfree(&g);
-    return found || system("command -v pg_ctl >/dev/null 2>&1") == 0;
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int group_setup(void **state)
 {
     (void)state;
-    strcpy(tmp_root, "/tmp/tally-follow-XXXXXX");
-    if (mkdtemp(tmp_root) == NULL || chmod(tmp_root, 0755) < 0)
+    if (pgtmp_dir(tmp_root, sizeof(tmp_root), "follow") < 0)
         return -1;
     snprintf(data_dir, sizeof(data_dir), "%s/data", tmp_root);
     cluster = pgembed_start(data_dir, conninfo, sizeof(conninfo));
@@ -386,7 +367,7 @@ static int group_teardown(void **state)
 {
     (void)state;
     pgembed_stop(cluster);
-    return nftw(tmp_root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    return pgtmp_remove(tmp_root);
 }
 
 /* ---- tests -------------------------------------------------------------- */
@@ -586,7 +567,7 @@ int main(void)
         cmocka_unit_test(test_catch_up),
     };
 
-    if (!have_postgres()) {
+    if (!pgtmp_have_postgres()) {
         fprintf(stderr, "no PostgreSQL binaries: skipped\n");
         return 77;
     }

@@ -9,8 +9,6 @@
  * PostgreSQL binaries are installed.
  */
 #include <errno.h>
-#include <ftw.h>
-#include <glob.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdbool.h>
@@ -30,37 +28,17 @@
 #include <libpq-fe.h>
 
 #include "store/pgembed.h"
+#include "pgtmp.h"
 
 #define CONNINFO_MAX 1024
 
 static char tmp_root[64];
 static char data_dir[128];
 
-static bool have_postgres(void)
-{
-    glob_t g;
-    bool found = glob("/usr/lib/postgresql/*/bin/pg_ctl", 0, NULL, &g) == 0;
-
-    globfree(&g);
-    return found || system("command -v pg_ctl >/dev/null 2>&1") == 0;
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int group_setup(void **state)
 {
     (void)state;
-    strcpy(tmp_root, "/tmp/tally-pgembed-XXXXXX");
-    if (mkdtemp(tmp_root) == NULL)
-        return -1;
-    /* The cluster may run as "postgres", which must be able to walk in. */
-    if (chmod(tmp_root, 0755) < 0)
+    if (pgtmp_dir(tmp_root, sizeof(tmp_root), "pgembed") < 0)
         return -1;
     snprintf(data_dir, sizeof(data_dir), "%s/data dir", tmp_root);
     return 0;
@@ -69,7 +47,7 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
     (void)state;
-    return nftw(tmp_root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    return pgtmp_remove(tmp_root);
 }
 
 static PGconn *connect_ok(const char *conninfo)
@@ -260,7 +238,7 @@ int main(void)
         cmocka_unit_test(test_stop_null),
     };
 
-    if (!have_postgres()) {
+    if (!pgtmp_have_postgres()) {
         fprintf(stderr, "no PostgreSQL binaries: skipped\n");
         return 77;
     }

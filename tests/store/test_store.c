@@ -14,8 +14,6 @@
  */
 #include "store/store.c"
 
-#include <ftw.h>
-#include <glob.h>
 #include <limits.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -28,6 +26,7 @@
 #include <cmocka.h>
 
 #include "store/pgembed.h"
+#include "pgtmp.h"
 
 #define WAIT_S 30
 #define CONNINFO_MAX 1024
@@ -324,28 +323,10 @@ static struct store_op *vote_op(int64_t sid, int64_t poll, int64_t part, const c
 
 /* ---- fixtures ----------------------------------------------------------- */
 
-static bool have_postgres(void)
-{
-    glob_t g;
-    bool found = glob("/usr/lib/postgresql/*/bin/pg_ctl", 0, NULL, &g) == 0;
-
-    globfree(&g);
-    return found || system("command -v pg_ctl >/dev/null 2>&1") == 0;
-}
-
-static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    return remove(path);
-}
-
 static int group_setup(void **state)
 {
     (void)state;
-    strcpy(tmp_root, "/tmp/tally-store-XXXXXX");
-    if (mkdtemp(tmp_root) == NULL || chmod(tmp_root, 0755) < 0)
+    if (pgtmp_dir(tmp_root, sizeof(tmp_root), "store") < 0)
         return -1;
     snprintf(data_dir, sizeof(data_dir), "%s/data", tmp_root);
     cluster = pgembed_start(data_dir, conninfo, sizeof(conninfo));
@@ -356,7 +337,7 @@ static int group_teardown(void **state)
 {
     (void)state;
     pgembed_stop(cluster);
-    return nftw(tmp_root, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+    return pgtmp_remove(tmp_root);
 }
 
 /* ---- helpers of store.c ------------------------------------------------- */
@@ -2702,7 +2683,7 @@ int main(void)
         cmocka_unit_test(test_unavailable_then_recovers),
     };
 
-    if (!have_postgres()) {
+    if (!pgtmp_have_postgres()) {
         fprintf(stderr, "no PostgreSQL binaries: skipped\n");
         return 77;
     }
