@@ -152,16 +152,21 @@ static void load_on_vote_count(void *arg, const struct store_vote_count *row)
     c->votes += row->votes;
 }
 
-int actors_load(struct actors *as)
+static struct store_loader load_loader(struct load_ctx *c)
 {
-    struct load_ctx c = {.as = as};
-    struct store_loader l = {
-        .arg = &c,
+    return (struct store_loader){
+        .arg = c,
         .on_session = load_on_session,
         .on_poll = load_on_poll,
         .on_participant = load_on_participant,
         .on_vote_count = load_on_vote_count,
     };
+}
+
+int actors_load(struct actors *as)
+{
+    struct load_ctx c = {.as = as};
+    struct store_loader l = load_loader(&c);
     uint64_t t0 = clock_now_ms();
     int rc;
 
@@ -186,13 +191,7 @@ int actors_load(struct actors *as)
 int actors__load_one(struct actors *as, int64_t sid, struct session **out)
 {
     struct load_ctx c = {.as = as, .one = true};
-    struct store_loader l = {
-        .arg = &c,
-        .on_session = load_on_session,
-        .on_poll = load_on_poll,
-        .on_participant = load_on_participant,
-        .on_vote_count = load_on_vote_count,
-    };
+    struct store_loader l = load_loader(&c);
     int rc;
 
     *out = NULL;

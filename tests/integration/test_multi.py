@@ -22,8 +22,6 @@ import sys
 import threading
 import time
 import traceback
-import urllib.error
-import urllib.request
 import uuid
 
 from tally_harness import Checks, Response, Tally
@@ -42,22 +40,11 @@ CANON = {1: "poll.created", 2: "poll.opened", 3: "poll.closed",
 
 
 def call(t, method, path, body=None, token=None, headers=None, timeout=5):
-    """Like Tally.request, with a short timeout; a refused or timed-out
-    request answers status 0, so a dead or hung instance fails checks
-    instead of stopping the run."""
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(t.base + path, data=data, method=method)
-    if data is not None:
-        req.add_header("Content-Type", "application/json")
-    if token:
-        req.add_header("Authorization", "Bearer " + token)
-    for k, v in (headers or {}).items():
-        req.add_header(k, v)
+    """Tally.request with a short timeout; a refused or timed-out request
+    answers status 0, so a dead or hung instance fails checks instead of
+    stopping the run."""
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
-            return Response(r.status, r.headers, r.read())
-    except urllib.error.HTTPError as e:
-        return Response(e.code, e.headers, e.read())
+        return t.request(method, path, body, token, headers, timeout=timeout)
     except OSError as e:
         return Response(0, {}, str(e).encode())
 
