@@ -300,6 +300,19 @@ static void session_join(struct session *s, struct api_req *req)
     s->joins_inflight++;
 }
 
+/* A participant stored in the database enters the session and the directory. */
+static struct participant *session_admit(struct session *s, int64_t id, const uint8_t hash[TOKEN_HASH_BYTES])
+{
+    uint32_t before = s->n_parts;
+    struct participant *p = session__add_participant(s, id, hash);
+
+    if (s->n_parts > before) { /* not the same token twice */
+        actors__add_token(s->as, s, hash);
+        atomic_fetch_add_explicit(&s->as->participants, 1, memory_order_relaxed);
+    }
+    return p;
+}
+
 static void session_join_done(struct session *s, struct store_op *op)
 {
     struct api_req *req = (struct api_req *)(uintptr_t)op->tag;
@@ -314,9 +327,7 @@ static void session_join_done(struct session *s, struct store_op *op)
         session__reply_503(req, "storage_unavailable", "storage is unavailable; try again");
         return;
     }
-    session__add_participant(s, op->id, hash);
-    actors__add_token(s->as, s, hash);
-    atomic_fetch_add_explicit(&s->as->participants, 1, memory_order_relaxed);
+    session_admit(s, op->id, hash);
     j = json_object();
     json_object_set_new(j, "participant_id", json_integer(op->id));
     json_object_set_new(j, "participant_token", json_string(req->token));
@@ -397,15 +408,10 @@ static void session_counted(struct session *s, struct store_op *op)
 static void session_known(struct session *s, struct api_req *req, int64_t pid)
 {
     uint8_t hash[TOKEN_HASH_BYTES];
-    uint32_t before = s->n_parts;
 
     if (pid > 0 && s->n_parts < SESSION_PARTICIPANTS_MAX) {
         token_hash(req->token, strnlen(req->token, sizeof(req->token)), hash);
-        session__add_participant(s, pid, hash)->loaded = true;
-        if (s->n_parts > before) {
-            actors__add_token(s->as, s, hash);
-            atomic_fetch_add_explicit(&s->as->participants, 1, memory_order_relaxed);
-        }
+        session_admit(s, pid, hash)->loaded = true;
     }
     session__on_req(s, req);
 }

@@ -76,11 +76,28 @@ static struct poll *follow_poll_created(struct session *s, json_t *d)
     return session__add_poll(s, id, &spec, POLL_DRAFT);
 }
 
+/* Asks for p's counts; req (or NULL) is answered with them. false: not sent. */
+static bool counts_send(struct session *s, struct poll *p, struct api_req *req)
+{
+    struct store_op *op = session__op_new(STORE_POLL_COUNTS, s->actor, (uintptr_t)req);
+
+    op->session_id = s->id;
+    op->id = p->id;
+    if (!store_submit(s->as->store, op)) {
+        store_op_free(op);
+        return false;
+    }
+    if (req == NULL) {
+        p->count_inflight = true;
+        p->count_ms = clock_now_ms();
+    }
+    return true;
+}
+
 /* poll.closed: the final counts are the payload's; the total is read next. */
 static void follow_poll_closed(struct session *s, struct poll *p, json_t *d)
 {
     json_t *counts = json_object_get(d, "counts");
-    struct store_op *op;
 
     uint64_t sum = 0;
 
@@ -95,13 +112,7 @@ static void follow_poll_closed(struct session *s, struct poll *p, json_t *d)
     /* One choice per vote: the total is the sum. A multi poll's is read. */
     if (p->kind != POLL_MULTI && sum > p->version)
         p->total = p->version = sum;
-    op = session__op_new(STORE_POLL_COUNTS, s->actor, 0);
-    op->session_id = s->id;
-    op->id = p->id;
-    if (store_submit(s->as->store, op))
-        p->count_inflight = true;
-    else
-        store_op_free(op);
+    (void)counts_send(s, p, NULL);
 }
 
 static enum store_op_kind follow_kind(const char *type)
@@ -284,24 +295,6 @@ void session__follow_free(struct session *s)
 }
 
 /* ---- counts from the database ---- */
-
-/* Asks for p's counts; req (or NULL) is answered with them. false: not sent. */
-static bool counts_send(struct session *s, struct poll *p, struct api_req *req)
-{
-    struct store_op *op = session__op_new(STORE_POLL_COUNTS, s->actor, (uintptr_t)req);
-
-    op->session_id = s->id;
-    op->id = p->id;
-    if (!store_submit(s->as->store, op)) {
-        store_op_free(op);
-        return false;
-    }
-    if (req == NULL) {
-        p->count_inflight = true;
-        p->count_ms = clock_now_ms();
-    }
-    return true;
-}
 
 void session__follow_tick(struct session *s, uint64_t now_ms)
 {

@@ -2410,16 +2410,14 @@ int store_load_session(struct store *s, int64_t sid, struct store_loader *l)
         goto out;
     if (!db_command(c, "load snapshot", "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"))
         goto out_drop;
-    /* The highest vote id, and whether the session is there, in the snapshot. */
+    /* Whether the session is there in the snapshot; load_all's vote load
+     * sets the highest vote id. */
     fmt_i64(id, sid);
-    res = db_exec(c, "session load",
-                  "SELECT coalesce(max(id), 0), EXISTS (SELECT 1 FROM sessions WHERE id = $1) FROM votes", 1, p,
-                  PGRES_TUPLES_OK);
+    res = db_exec(c, "session load", "SELECT 1 FROM sessions WHERE id = $1", 1, p, PGRES_TUPLES_OK);
     if (res == NULL) {
         rc = -EIO;
     } else {
-        l->vote_id_max = parse_i64(PQgetvalue(res, 0, 0));
-        rc = PQgetvalue(res, 0, 1)[0] == 't' ? load_all(c, l, sid) : -ENOENT;
+        rc = PQntuples(res) == 1 ? load_all(c, l, sid) : -ENOENT;
         PQclear(res);
     }
     if (!db_command(c, "load end", rc == -EIO ? "ROLLBACK" : "COMMIT"))

@@ -206,7 +206,7 @@ int store_find_session(struct store *s, const struct store_find *find, int64_t *
 /**
  * Streams one session to the loader exactly as store_load does for all of
  * them, from one snapshot. Blocking, like store_find_session.
- * l->vote_id_max is the highest vote id of the snapshot. Returns 0,
+ * l->vote_id_max is set as store_load sets it. Returns 0,
  * -ENOENT when the session is not stored, or -EIO.
  */
 int store_load_session(struct store *s, int64_t sid, struct store_loader *l);
