@@ -55,6 +55,7 @@ struct conn {
     uint8_t state;
     uint8_t mode;
     bool recv_armed;
+    bool recv_starved; /* in the thread's starved list: its receive ended for want of a buffer */
     bool send_inflight;
     bool send_pending; /* in the thread's flush list: a send is armed at the end of the turn */
     bool close_submitted;
@@ -125,6 +126,11 @@ struct net_thread {
      * connection (an answer, results of several polls) leaves as one send. */
     uint32_t *flush;
     uint32_t n_flush;
+    /* Connections whose receive ended with -ENOBUFS, oldest first (slot and
+     * generation): armed again a few at a time as buffers come back, not
+     * all at once into a buffer ring that is still empty. */
+    uint32_t *starved;
+    uint32_t starved_head, n_starved;
 };
 
 /* One network thread: drives rings[0..n_rings), sleeping in rings[0]. */
@@ -152,7 +158,7 @@ struct net_server {
     struct metric *m_conns, *m_accepts, *m_requests, *m_resp_4xx, *m_resp_5xx;
     struct metric *m_stale_cqes, *m_refused_conns;
     struct metric *m_subscribers, *m_deliveries, *m_slow_closed, *m_coalesced;
-    struct metric *m_recv_rearms, *m_results_hold;
+    struct metric *m_recv_rearms, *m_recv_starved, *m_results_hold;
     struct metric *m_participants, *m_capacity;
 };
 

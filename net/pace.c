@@ -81,7 +81,12 @@ bool pace_offer(struct pace *p, struct stream_msg *m, uint32_t hold_ms, uint64_t
         p->polls = pp;
         p->n++;
         hmap_put(p->by_poll, (uint64_t)m->poll_id, pp);
-    } else if (now_ms < pp->last_ms + hold_ms) {
+        /* A poll first seen under a hold waits one hold too: its first
+         * results to a large audience is the costliest send there is, and
+         * under a burst the next one follows within the hold anyway. */
+        pp->last_ms = now_ms;
+    }
+    if (now_ms < pp->last_ms + hold_ms) {
         if (pp->msg)
             stream_msg_unref(pp->msg); /* superseded */
         else

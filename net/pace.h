@@ -3,12 +3,15 @@
  *
  * Results are the one message whose cost grows with the audience and that a
  * newer one makes useless. When a network worker is awake nearly all the
- * time (a vote burst to a large audience), each poll's results go out on
- * its rings at most once per hold, the newest waiting one replacing older
- * ones, so votes, acks and sequenced events are not starved by sends that
- * the next results would supersede anyway. Below saturation the hold is 0
- * and nothing is held: results go out as the session actor sends them
- * (at most one per poll per 100 ms).
+ * time, or thousands of its requests wait with the actors (a vote burst to
+ * a large audience), each poll's results go out on its rings at most once
+ * per hold, the newest waiting one replacing older ones, so votes, acks and
+ * sequenced events are not starved by sends that the next results would
+ * supersede anyway. A poll first offered under a hold waits one hold too
+ * (under a burst, its first results to the whole audience would be the
+ * costliest send of all, and superseded within the hold). Below saturation
+ * the hold is 0 and nothing is held: results go out as the session actor
+ * sends them (at most one per poll per 100 ms).
  *
  * Order: what is held is older than anything the actor sends later, so a
  * session's held results are taken out (and sent) before its next
@@ -49,7 +52,8 @@ uint32_t pace_next_hold_ms(uint32_t hold_ms, double busy);
 /**
  * Offers a results message at now_ms under hold_ms. Returns true when it is
  * kept back (the pacer takes m's reference, dropping an older one of the
- * same poll); false when it is to be sent now (the caller keeps m).
+ * same poll): within hold_ms of the poll's last results on this ring, or of
+ * its first offer; false when it is to be sent now (the caller keeps m).
  */
 bool pace_offer(struct pace *p, struct stream_msg *m, uint32_t hold_ms, uint64_t now_ms);
 

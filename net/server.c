@@ -67,6 +67,7 @@
 
 #define NET_RING_ENTRIES 4096
 #define NET_PACE_MS 100 /* how often a worker reviews its results pacing */
+#define NET_PACE_INFLIGHT_HIGH 4096 /* requests of a worker with the actors: saturated */
 #define NET_CQ_ENTRIES (4 * NET_FILES_PER_RING) /* a send and a receive per connection, twice over */
 #define NET_BUF_COUNT 1024
 #define NET_BUF_SIZE 2048
@@ -79,8 +80,12 @@
 #define NET_REPLY_BATCH 256
 #define NET_SEND_MERGE_MAX 16384 /* bytes of queued chunks one send may carry */
 #define NET_FLUSH_MAX (2 * NET_FILES_PER_RING) /* connections awaiting a send per turn */
+#define NET_STARVED_MAX NET_FILES_PER_RING /* receives waiting for buffers, per ring */
+#define NET_STARVED_ARM (NET_BUF_COUNT / 4) /* of them armed again per turn */
 
 static_assert(IS_POW2(NET_BUF_COUNT), "buffer ring size must be a power of two");
+static_assert(IS_POW2(NET_STARVED_MAX), "the starved list wraps by mask");
+static_assert(NET_FILES_PER_RING <= 0x10000, "a starved entry packs slot and generation");
 static_assert(NET_FILES_PER_RING <= (1ull << UD_SLOT_BITS), "slots must fit in user_data");
 static_assert(NET_ACCEPTS_INFLIGHT <= (1u << UD_AUX_BITS), "accept slots must fit in aux");
 static_assert(NET_MBOX_SLOTS > NET_INFLIGHT_MAX + NET_FILES_PER_RING,
@@ -406,6 +411,7 @@ static void conn_freed(struct net_thread *t, struct conn *c)
     TALLY_ASSERT(c->state == CONN_CLOSING);
     out_free_all(c);
     c->state = CONN_FREE;
+    c->recv_starved = false; /* its entry in the starved list is skipped */
     c->gen = (uint16_t)((c->gen + 1) & UD_GEN_MASK);
     t->open--;
     atomic_fetch_sub(&t->srv->connections, 1);
@@ -743,6 +749,46 @@ static void buf_return(struct net_thread *t, unsigned bid)
     t->bufs_returned++;
 }
 
+/*
+ * Under a burst (a vote from every participant at once) more sockets have
+ * data than the ring has buffers: their receives end with -ENOBUFS. Armed
+ * again at once, each would meet the same empty ring and end again, a storm
+ * of receives that do nothing (millions a second). So they wait in a FIFO
+ * and NET_STARVED_ARM of them are armed per turn, after that turn's buffers
+ * went back, oldest first. A full list falls back to arming at once.
+ */
+static void starve_push(struct net_thread *t, struct conn *c)
+{
+    if (c->recv_starved)
+        return;
+    if (t->n_starved == NET_STARVED_MAX) {
+        arm_recv(t, c);
+        return;
+    }
+    uint32_t at = (t->starved_head + t->n_starved) & (NET_STARVED_MAX - 1);
+    t->starved[at] = (uint32_t)c->gen << 16 | net__slot(t, c);
+    t->n_starved++;
+    c->recv_starved = true;
+    metric_add(t->srv->m_recv_starved, 1);
+}
+
+static void starved_arm(struct net_thread *t)
+{
+    for (unsigned armed = 0; t->n_starved > 0 && armed < NET_STARVED_ARM;) {
+        uint32_t e = t->starved[t->starved_head];
+        t->starved_head = (t->starved_head + 1) & (NET_STARVED_MAX - 1);
+        t->n_starved--;
+        struct conn *c = &t->conns[e & 0xffff];
+        if (c->gen != (uint16_t)(e >> 16) || !c->recv_starved)
+            continue; /* closed (and maybe reused) while it waited */
+        c->recv_starved = false;
+        if (c->state == CONN_OPEN && !c->recv_armed) {
+            arm_recv(t, c);
+            armed++;
+        }
+    }
+}
+
 static void handle_recv(struct net_thread *t, const struct io_uring_cqe *cqe)
 {
     bool has_buf = cqe->flags & IORING_CQE_F_BUFFER;
@@ -761,12 +807,16 @@ static void handle_recv(struct net_thread *t, const struct io_uring_cqe *cqe)
         net__conn_close(t, c); /* 0: the peer closed; < 0: an error */
     } else if (!more && c->state == CONN_OPEN) {
         /* A multishot receive also ends without the socket ending: out of
-         * buffers (-ENOBUFS; they come back at the end of this batch), or
-         * with data when its completion could not be posted at once. A
-         * socket left without a receive would look silent and be closed
-         * over unread bytes, so it is armed again either way. */
+         * buffers (-ENOBUFS), or with data when its completion could not
+         * be posted at once. A socket left without a receive would look
+         * silent and be closed over unread bytes, so it is armed again:
+         * at once after a full completion queue; after -ENOBUFS in turn
+         * with the others that found no buffer (starve_push). */
         metric_add(t->srv->m_recv_rearms, 1);
-        arm_recv(t, c);
+        if (cqe->res == -ENOBUFS)
+            starve_push(t, c);
+        else
+            arm_recv(t, c);
     }
     conn_maybe_release(t, c);
 }
@@ -967,6 +1017,8 @@ static unsigned ring_turn(struct net_thread *t, bool wait)
         seen++;
     }
     io_uring_cq_advance(&t->ring, seen);
+    if (t->n_starved > 0)
+        starved_arm(t);
     if (!pace_idle(t->pace))
         live__release_held(t);
     flush_sends(t);
@@ -991,6 +1043,15 @@ static void worker_pace(struct net_worker *w)
         w->rings[i]->idle_ns = 0;
     }
     double busy = idle >= span ? 0.0 : 1.0 - (double)idle / (double)span;
+    /* Requests piling up with the actors (a vote burst) also mean
+     * saturation, even while this worker sleeps: the cores are busy with
+     * the session actors, PostgreSQL and the rest, and every results send
+     * takes CPU from the votes waiting. */
+    unsigned inflight = 0;
+    for (unsigned i = 0; i < w->n_rings; i++)
+        inflight += w->rings[i]->inflight;
+    if (inflight >= NET_PACE_INFLIGHT_HIGH)
+        busy = 1.0;
     uint32_t hold = pace_next_hold_ms(w->hold_ms, busy);
     if (hold != w->hold_ms) {
         w->hold_ms = hold;
@@ -1011,7 +1072,8 @@ static void worker_pace(struct net_worker *w)
 static bool ring_has_work(struct net_thread *t)
 {
     return io_uring_cq_ready(&t->ring) > 0 || io_uring_cq_has_overflow(&t->ring) ||
-           io_uring_sq_ready(&t->ring) > 0 || t->bufs_returned > 0 || t->n_flush > 0;
+           io_uring_sq_ready(&t->ring) > 0 || t->bufs_returned > 0 || t->n_flush > 0 ||
+           t->n_starved > 0;
 }
 
 static bool worker_rings_open(const struct net_worker *w)
@@ -1227,6 +1289,9 @@ struct net_server *net_server_create(const struct config *cfg, struct actors *as
     srv->m_recv_rearms = metrics_counter(
         "tally_net_recv_rearms_total",
         "Multishot receives armed again after ending early (no buffer, or a full completion queue).");
+    srv->m_recv_starved = metrics_counter(
+        "tally_net_recv_starved_total",
+        "Receives that ended for want of a buffer and waited their turn to be armed again.");
     return srv;
 }
 
@@ -1243,6 +1308,7 @@ static int thread_prepare(struct net_server *srv, struct net_thread *t, unsigned
     t->mbox = mbox_create(NET_MBOX_SLOTS, mbox_notify_eventfd, (void *)(intptr_t)t->wake_fd);
     t->conns = xcalloc(NET_FILES_PER_RING, sizeof(*t->conns));
     t->flush = xcalloc(NET_FLUSH_MAX, sizeof(*t->flush));
+    t->starved = xcalloc(NET_STARVED_MAX, sizeof(*t->starved));
     tlist_init(&t->head_timeouts, NET_HEAD_TIMEOUT_MS);
     tlist_init(&t->idle_timeouts, NET_KEEPALIVE_IDLE_MS);
     tlist_init(&t->ping_timers, NET_WS_PING_MS);
@@ -1371,6 +1437,7 @@ void net_server_destroy(struct net_server *srv)
         hmap_destroy(t->subs);
         free(t->conns);
         free(t->flush);
+        free(t->starved);
         free(t->bufs);
         free(t->br);
     }

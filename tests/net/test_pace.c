@@ -1,7 +1,8 @@
 /*
  * test_pace.c - results pacing: the hold follows saturation, a held results
  * is replaced by a newer one, released when its hold is over or before its
- * session's next message, and nothing is held below saturation.
+ * session's next message, a poll's first results under a hold waits one
+ * hold too, and nothing is held below saturation.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -51,10 +52,9 @@ static void test_held_then_replaced_then_due(void **state)
     (void)state;
     struct pace *p = pace_create();
     struct stream_msg *a = results(1, 10), *b = results(1, 10), *c = results(1, 10);
-    assert_false(pace_offer(p, a, 200, 1000)); /* the first goes out at once */
-    stream_msg_unref(a);
-    assert_true(pace_offer(p, b, 200, 1050));  /* within the hold: kept */
-    assert_true(pace_offer(p, c, 200, 1100));  /* replaces b (b is dropped) */
+    assert_true(pace_offer(p, a, 200, 1000));  /* the first waits one hold too */
+    assert_true(pace_offer(p, b, 200, 1050));  /* replaces a (a is dropped) */
+    assert_true(pace_offer(p, c, 200, 1100));  /* replaces b */
     assert_null(pace_take_due(p, 200, 1199));  /* not yet */
     assert_ptr_equal(pace_take_due(p, 200, 1200), c);
     stream_msg_unref(c);
@@ -78,16 +78,16 @@ static void test_session_release_before_its_events(void **state)
     (void)state;
     struct pace *p = pace_create();
     struct stream_msg *x1 = results(1, 10), *y1 = results(2, 20);
-    assert_false(pace_offer(p, x1, 1000, 0));
-    assert_false(pace_offer(p, y1, 1000, 0));
-    stream_msg_unref(x1);
-    stream_msg_unref(y1);
+    assert_true(pace_offer(p, x1, 1000, 0));
+    assert_true(pace_offer(p, y1, 1000, 0));
     struct stream_msg *x2 = results(1, 10), *y2 = results(2, 20), *x3 = results(1, 11);
-    assert_true(pace_offer(p, x2, 1000, 10));
-    assert_true(pace_offer(p, y2, 1000, 10));
-    assert_false(pace_offer(p, x3, 1000, 10)); /* another poll: its first goes out */
+    assert_true(pace_offer(p, x2, 1000, 10)); /* x1 dropped */
+    assert_true(pace_offer(p, y2, 1000, 10)); /* y1 dropped */
+    assert_true(pace_offer(p, x3, 1000, 10)); /* another poll of session 1 */
+    /* Session 1's next message (say poll.closed) must come after its held
+     * results, of both its polls (newest first in the pacer's list). */
+    assert_ptr_equal(pace_take_session(p, 1, 20), x3);
     stream_msg_unref(x3);
-    /* Session 1's next message (say poll.closed) must come after its held results. */
     assert_ptr_equal(pace_take_session(p, 1, 20), x2);
     stream_msg_unref(x2);
     assert_null(pace_take_session(p, 1, 20));
@@ -104,18 +104,15 @@ static void test_bounded_and_destroy_drops(void **state)
 {
     (void)state;
     struct pace *p = pace_create();
-    for (int64_t i = 1; i <= PACE_POLLS_MAX; i++) {
-        struct stream_msg *m = results(1, i);
-        assert_false(pace_offer(p, m, 500, 0));
-        stream_msg_unref(m);
-    }
+    for (int64_t i = 1; i <= PACE_POLLS_MAX; i++)
+        assert_true(pace_offer(p, results(1, i), 500, 0)); /* each held */
     struct stream_msg *over = results(1, PACE_POLLS_MAX + 1);
     assert_false(pace_offer(p, over, 500, 0));
     assert_false(pace_offer(p, over, 500, 1)); /* not tracked: never held */
     stream_msg_unref(over);
     struct stream_msg *held = results(1, 3);
     assert_true(pace_offer(p, held, 500, 1));
-    pace_destroy(p); /* drops held; ASan reports a leak otherwise */
+    pace_destroy(p); /* drops all held; ASan reports a leak otherwise */
 }
 
 static void test_due_time_is_remembered(void **state)
@@ -123,20 +120,23 @@ static void test_due_time_is_remembered(void **state)
     (void)state;
     struct pace *p = pace_create();
     struct stream_msg *a = results(1, 10), *b = results(1, 11);
-    assert_false(pace_offer(p, a, 300, 1000));
-    assert_false(pace_offer(p, b, 300, 1100));
+    assert_true(pace_offer(p, a, 300, 1000)); /* due at 1300 */
+    assert_true(pace_offer(p, b, 300, 1100)); /* due at 1400 */
+    assert_null(pace_take_due(p, 300, 1299));
+    assert_ptr_equal(pace_take_due(p, 300, 1300), a); /* sent at 1300 */
     stream_msg_unref(a);
+    assert_ptr_equal(pace_take_due(p, 300, 1400), b); /* sent at 1400 */
     stream_msg_unref(b);
     struct stream_msg *a2 = results(1, 10), *b2 = results(1, 11);
-    assert_true(pace_offer(p, b2, 300, 1150)); /* due at 1400 */
-    assert_true(pace_offer(p, a2, 300, 1200)); /* due at 1300: the earlier one */
-    assert_null(pace_take_due(p, 300, 1299));
-    assert_ptr_equal(pace_take_due(p, 300, 1300), a2);
+    assert_true(pace_offer(p, b2, 300, 1450)); /* due at 1700 */
+    assert_true(pace_offer(p, a2, 300, 1500)); /* due at 1600: the earlier one */
+    assert_null(pace_take_due(p, 300, 1599));
+    assert_ptr_equal(pace_take_due(p, 300, 1600), a2);
     stream_msg_unref(a2);
-    assert_null(pace_take_due(p, 300, 1399)); /* b2 is still waiting */
-    assert_ptr_equal(pace_take_due(p, 300, 1400), b2);
+    assert_null(pace_take_due(p, 300, 1699)); /* b2 is still waiting */
+    assert_ptr_equal(pace_take_due(p, 300, 1700), b2);
     stream_msg_unref(b2);
-    assert_null(pace_take_session(p, 1, 1400));
+    assert_null(pace_take_session(p, 1, 1700));
     pace_destroy(p);
 }
 
