@@ -132,6 +132,16 @@ static void on_follow_peers(void *arg, unsigned peers)
     actors_set_peers(arg, peers);
 }
 
+static void on_local_presence(void *arg, void (*put)(void *, int64_t, uint32_t), void *put_arg)
+{
+    actors_local_presence(arg, put, put_arg);
+}
+
+static void on_follow_presence(void *arg, int64_t session_id, uint32_t others)
+{
+    actors_follow_presence(arg, session_id, others);
+}
+
 /* After the network's sink is known (events it follows go to subscribers)
  * and before it serves (whether another instance shares the database is
  * known by then). */
@@ -141,7 +151,9 @@ static int start_follow(struct tallyd *d)
                                .instance_id = d->cfg.instance_id,
                                .arg = d->actors,
                                .on_event = on_follow_event,
-                               .on_peers = on_follow_peers};
+                               .on_peers = on_follow_peers,
+                               .local_presence = on_local_presence,
+                               .on_presence = on_follow_presence};
 
     d->follow = follow_create(&fc);
     return follow_start(d->follow);

@@ -277,6 +277,26 @@ void actors_set_peers(struct actors *as, unsigned peers)
         log_info("another instance shares the database: open polls' counts are read from it");
 }
 
+void actors_local_presence(struct actors *as, void (*put)(void *, int64_t, uint32_t), void *put_arg)
+{
+    pthread_rwlock_rdlock(&as->lock);
+    for (uint32_t i = 0; i < as->n_sessions; i++) {
+        const struct session *s = as->sessions[i];
+
+        put(put_arg, s->id, atomic_load_explicit(&s->presence_local, memory_order_relaxed));
+    }
+    pthread_rwlock_unlock(&as->lock);
+}
+
+void actors_follow_presence(struct actors *as, int64_t session_id, uint32_t others)
+{
+    struct session *s = session_id > 0 ? actors_get(as, as->by_id, (uint64_t)session_id) : NULL;
+
+    /* The session's tick reads it: presence goes out within a second. */
+    if (s != NULL)
+        atomic_store_explicit(&s->presence_others, others, memory_order_relaxed);
+}
+
 void actors_submit(struct actors *as, struct api_req *req)
 {
     struct mbox_msg m = {.type = MSG_REQ, .ptr = req};

@@ -54,6 +54,16 @@ void actors_follow_event(struct actors *as, int64_t session_id, int64_t seq);
  * votes are. Any thread.
  */
 void actors_set_peers(struct actors *as, unsigned peers);
+/**
+ * Calls put(put_arg, session id, participants connected to this instance)
+ * for every session. Any thread (the store's follower).
+ */
+void actors_local_presence(struct actors *as, void (*put)(void *, int64_t, uint32_t), void *put_arg);
+/**
+ * Participants of session_id connected to the other instances: `presence`
+ * counts them with this instance's own. Any thread (the store's follower).
+ */
+void actors_follow_presence(struct actors *as, int64_t session_id, uint32_t others);
 /** After the actor runtime has stopped. */
 void actors_destroy(struct actors *as);
 

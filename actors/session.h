@@ -201,6 +201,11 @@ struct session {
     bool closed;
     int64_t seq; /* last event seq of the session */
     _Atomic int64_t seq_pub; /* seq, as the follower's thread may read it */
+    /* Presence across instances (store/follow.h): participants connected
+     * here, written by the actor for the follower; and connected to the
+     * other instances, written by the follower for the actor. */
+    _Atomic uint32_t presence_local;
+    _Atomic uint32_t presence_others;
     int64_t vote_id_max;     /* votes up to this id are in the loaded counts */
 
     struct poll **polls; /* creation order */

@@ -289,9 +289,13 @@ static void live_flush_results(struct session *s, struct session_live *l, uint64
 
 static void live_presence(struct session *s, struct session_live *l, uint64_t now_ms)
 {
-    uint32_t n = (uint32_t)hmap_count(l->part_conns);
+    uint32_t here = (uint32_t)hmap_count(l->part_conns);
+    uint32_t n;
     struct stream_msg *m;
     json_t *d;
+
+    atomic_store_explicit(&s->presence_local, here, memory_order_relaxed);
+    n = here + atomic_load_explicit(&s->presence_others, memory_order_relaxed);
 
     if (l->presence_ms != 0 && now_ms - l->presence_ms < LIVE_PRESENCE_MS)
         return;
@@ -311,6 +315,7 @@ static void live_presence(struct session *s, struct session_live *l, uint64_t no
 static void live_idle(struct session *s, struct session_live *l)
 {
     TALLY_ASSERT(l->n_subs == 0);
+    atomic_store_explicit(&s->presence_local, 0, memory_order_relaxed);
     for (uint32_t i = 0; i < s->n_polls && l->n_dirty > 0; i++) {
         if (s->polls[i]->dirty) {
             s->polls[i]->dirty = false;

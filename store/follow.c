@@ -14,6 +14,12 @@
  * counted. A connection that fails is dropped and opened again after a
  * second; on each new connection every session's seq is reported once,
  * since what was notified in between is gone.
+ *
+ * Presence: with each heartbeat while others are alive, the sessions whose
+ * local count changed since the last write are upserted in one statement,
+ * and the others' sums read back; only changes are reported. A new
+ * connection first deletes this instance's rows (a previous run's may be
+ * stale) and writes everything again.
  */
 #include "store/follow.h"
 
@@ -29,6 +35,8 @@
 #include <libpq-fe.h>
 
 #include "core/base.h"
+#include "core/buf.h"
+#include "core/hmap.h"
 #include "core/log.h"
 
 #define FOLLOW_RETRY_MS 1000 /* between two attempts to connect */
@@ -45,6 +53,17 @@ struct follow {
     uint64_t beat_ms; /* when the row was last refreshed; 0: at once */
     bool announce;    /* tell the others we are here (first beat of a connection) */
     int peers;        /* last count reported; -1: none yet */
+    /* Presence, follower thread only; values are count + 1 (0 is absent). */
+    struct hmap *written; /* session -> this instance's count in `presence` */
+    struct hmap *others;  /* session -> the others' sum last reported */
+    bool presence_reset;  /* delete this instance's rows before writing */
+};
+
+/* One heartbeat's changed local counts, as two array literals. */
+struct presence_batch {
+    struct follow *f;
+    struct buf ids, counts;
+    unsigned n;
 };
 
 struct follow *follow_create(const struct follow_config *cfg)
@@ -57,6 +76,8 @@ struct follow *follow_create(const struct follow_config *cfg)
     f->conninfo = xstrdup(cfg->conninfo);
     f->instance_id = xstrdup(cfg->instance_id);
     f->peers = -1;
+    f->written = hmap_create(64);
+    f->others = hmap_create(64);
     atomic_init(&f->stop, false);
     return f;
 }
@@ -106,11 +127,138 @@ static bool follow_connect(struct follow *f)
     follow_report(f, res);
     f->beat_ms = 0;
     f->announce = true;
+    f->presence_reset = true;
     return true;
 err:
     PQfinish(f->conn);
     f->conn = NULL;
     return false;
+}
+
+static void presence_put(void *arg, int64_t session_id, uint32_t n)
+{
+    struct presence_batch *b = arg;
+    uintptr_t was = (uintptr_t)hmap_get(b->f->written, (uint64_t)session_id);
+
+    if (session_id <= 0 || was == (uintptr_t)n + 1 || (was == 0 && n == 0))
+        return;
+    hmap_put(b->f->written, (uint64_t)session_id, (void *)((uintptr_t)n + 1));
+    buf_printf(&b->ids, "%s%" PRId64, b->n ? "," : "{", session_id);
+    buf_printf(&b->counts, "%s%" PRIu32, b->n ? "," : "{", n);
+    b->n++;
+}
+
+/* Writes this instance's changed counts. */
+static bool presence_write(struct follow *f)
+{
+    struct presence_batch b = {.f = f, .ids = BUF_INIT, .counts = BUF_INIT};
+    const char *p[3] = {f->instance_id, NULL, NULL};
+    PGresult *res = NULL;
+    bool ok = true;
+
+    if (f->presence_reset) {
+        res = follow_exec(f, "DELETE FROM presence WHERE instance_id = $1", 1, p, PGRES_COMMAND_OK);
+        if (res == NULL)
+            return false;
+        PQclear(res);
+        hmap_destroy(f->written);
+        f->written = hmap_create(64);
+        f->presence_reset = false;
+    }
+    f->cfg.local_presence(f->cfg.arg, presence_put, &b);
+    if (b.n > 0) {
+        buf_append(&b.ids, "}", 2); /* with the NUL */
+        buf_append(&b.counts, "}", 2);
+        p[1] = b.ids.data;
+        p[2] = b.counts.data;
+        res = follow_exec(f,
+                          "INSERT INTO presence(instance_id, session_id, participants) "
+                          "SELECT $1, s, n FROM unnest($2::bigint[], $3::int[]) AS u(s, n) "
+                          "ON CONFLICT (instance_id, session_id) "
+                          "DO UPDATE SET participants = excluded.participants",
+                          3, p, PGRES_COMMAND_OK);
+        ok = res != NULL;
+        PQclear(res);
+        if (!ok)
+            f->presence_reset = true; /* what was written is unknown: again */
+    }
+    buf_free(&b.ids);
+    buf_free(&b.counts);
+    return ok;
+}
+
+static void presence_forget(uint64_t key, void *val, void *arg)
+{
+    struct follow *f = arg;
+
+    (void)val;
+    f->cfg.on_presence(f->cfg.arg, (int64_t)key, 0);
+}
+
+/* A session reported before that the latest read lacks: its sum is now 0. */
+struct presence_gone {
+    struct follow *f;
+    const struct hmap *now;
+};
+
+static void presence_gone_one(uint64_t key, void *val, void *arg)
+{
+    struct presence_gone *g = arg;
+
+    (void)val;
+    if (hmap_get(g->now, key) == NULL)
+        g->f->cfg.on_presence(g->f->cfg.arg, (int64_t)key, 0);
+}
+
+/* Reads the other live instances' sums and reports what changed. */
+static bool presence_read(struct follow *f)
+{
+    char ttl[16];
+    const char *p[2] = {f->instance_id, ttl};
+    struct hmap *now;
+    struct presence_gone g = {.f = f};
+    PGresult *res;
+
+    snprintf(ttl, sizeof(ttl), "%d", FOLLOW_PEER_TTL_S);
+    res = follow_exec(f,
+                      "SELECT p.session_id, sum(p.participants) FROM presence p "
+                      "JOIN instances i USING (instance_id) "
+                      "WHERE p.instance_id <> $1 AND i.seen_at > now() - make_interval(secs => $2) "
+                      "GROUP BY p.session_id HAVING sum(p.participants) > 0",
+                      2, p, PGRES_TUPLES_OK);
+    if (res == NULL)
+        return false;
+    now = hmap_create((size_t)PQntuples(res));
+    for (int r = 0; r < PQntuples(res); r++) {
+        int64_t sid = strtoll(PQgetvalue(res, r, 0), NULL, 10);
+        uint32_t n = (uint32_t)strtoul(PQgetvalue(res, r, 1), NULL, 10);
+
+        if (sid <= 0)
+            continue;
+        hmap_put(now, (uint64_t)sid, (void *)((uintptr_t)n + 1));
+        if ((uintptr_t)hmap_get(f->others, (uint64_t)sid) != (uintptr_t)n + 1)
+            f->cfg.on_presence(f->cfg.arg, sid, n);
+    }
+    PQclear(res);
+    g.now = now;
+    hmap_each(f->others, presence_gone_one, &g);
+    hmap_destroy(f->others);
+    f->others = now;
+    return true;
+}
+
+/* Shares presence while others are alive; alone, forgets theirs. */
+static bool follow_presence(struct follow *f, int peers)
+{
+    if (f->cfg.local_presence == NULL || f->cfg.on_presence == NULL)
+        return true;
+    if (peers == 0) {
+        hmap_each(f->others, presence_forget, f);
+        hmap_destroy(f->others);
+        f->others = hmap_create(64);
+        return true;
+    }
+    return presence_write(f) && presence_read(f);
 }
 
 static bool follow_heartbeat(struct follow *f, uint64_t now_ms)
@@ -151,7 +299,7 @@ static bool follow_heartbeat(struct follow *f, uint64_t now_ms)
         log_info("follow: %d other instance%s share the database", peers, peers == 1 ? "" : "s");
     f->peers = peers;
     f->cfg.on_peers(f->cfg.arg, (unsigned)peers);
-    return true;
+    return follow_presence(f, peers);
 }
 
 /* The sessions another instance appended events to lately, with their last seq. */
@@ -262,6 +410,8 @@ void follow_destroy(struct follow *f)
         return;
     follow_stop(f);
     PQfinish(f->conn);
+    hmap_destroy(f->written);
+    hmap_destroy(f->others);
     free(f->conninfo);
     free(f->instance_id);
     free(f);

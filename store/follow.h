@@ -13,7 +13,11 @@
  *  - keeps this instance's row in `instances` fresh and reports how many
  *    other instances are alive (on_peers): while there are any, votes of a
  *    session may be committed elsewhere, and counts must be read from the
- *    database rather than kept in memory.
+ *    database rather than kept in memory;
+ *  - while there are others, writes this instance's connected participants
+ *    per session to `presence` (from local_presence) and reports the sum of
+ *    the others' per session when it changes (on_presence), so that
+ *    `presence` counts the participants of every instance.
  * After every (re)connection it reports every session's seq once, since
  * notifications sent while it was away are lost.
  */
@@ -35,6 +39,15 @@ struct follow_config {
     void (*on_event)(void *arg, int64_t session_id, int64_t seq);
     /** How many other instances are alive now. Follower thread. */
     void (*on_peers)(void *arg, unsigned peers);
+    /**
+     * This instance's participants connected per session, for the sessions
+     * that have or had any: calls put(put_arg, session_id, n) for each.
+     * Follower thread; may be NULL (presence is then not shared).
+     */
+    void (*local_presence)(void *arg, void (*put)(void *put_arg, int64_t session_id, uint32_t n),
+                           void *put_arg);
+    /** The other instances' participants connected to session_id changed. Follower thread. */
+    void (*on_presence)(void *arg, int64_t session_id, uint32_t others);
 };
 
 struct follow;

@@ -463,6 +463,20 @@ def scenario(A, B, one, streams):
                   "3: %s: hello shows seq 0 and no polls (%s, %s)"
                   % (s.name, h.data.get("seq"), h.data.get("polls")))
 
+    # 3b. presence counts the participants connected to either instance: one
+    # on A and one on B, so every stream's latest presence is 2 (each
+    # instance shares its counts once a second).
+    def presence_is(n):
+        def pred(msgs):
+            ps = [m for m in msgs if m.type == "presence"]
+            return bool(ps) and ps[-1].data.get("participants") == n
+        return pred
+    wait_all(first, presence_is(2), 4)
+    for s in first:
+        ps = [m.data.get("participants") for m in s.snapshot() if m.type == "presence"]
+        check(ps and ps[-1] == 2,
+              "3b: %s: presence counts both instances' participants: 2 (got %s)" % (s.name, ps))
+
     # 4. Poll 1: created on A, opened on B, votes on both, closed on A.
     r = call(A, "POST", "/api/v1/sessions/%s/polls" % code,
              {"question": "Colour?", "kind": "single", "options": ["Red", "Green", "Blue"]}, token=ptok)

@@ -4,7 +4,7 @@
  * row; events another instance commits are reported within a poll or a
  * notification, an instance's own are not; every session's seq is reported
  * once after each connection (a new follower, and one whose connection the
- * server ended).
+ * server ended); each instance's participants per session reach the other.
  *
  * The callbacks run on each follower's thread: what they report is kept
  * under a mutex and the tests poll it against a deadline. Exits 77 when no
@@ -53,9 +53,17 @@ struct report {
     int64_t seq;
 };
 
+#define PRESENCE_MAX 8
+
 struct observer {
     pthread_mutex_t lock;
     int peers; /* last on_peers; -1 before the first */
+    /* Presence: this instance's counts (local_presence reads them) and the
+     * others' last reported (on_presence writes them), per session. */
+    int64_t local_ids[PRESENCE_MAX];
+    uint32_t local_n[PRESENCE_MAX];
+    int64_t other_ids[PRESENCE_MAX];
+    int64_t other_n[PRESENCE_MAX]; /* -1: never reported */
     unsigned peers_calls;
     struct report reports[REPORTS_MAX];
     unsigned n_reports;
@@ -67,6 +75,8 @@ static void observer_init(struct observer *o)
     memset(o, 0, sizeof(*o));
     pthread_mutex_init(&o->lock, NULL);
     o->peers = -1;
+    for (unsigned i = 0; i < PRESENCE_MAX; i++)
+        o->other_n[i] = -1;
 }
 
 static void observer_clear(struct observer *o)
@@ -97,6 +107,72 @@ static void on_peers(void *arg, unsigned peers)
     o->peers = (int)peers;
     o->peers_calls++;
     pthread_mutex_unlock(&o->lock);
+}
+
+static uint64_t now_ms(void);
+
+static void local_presence(void *arg, void (*put)(void *, int64_t, uint32_t), void *put_arg)
+{
+    struct observer *o = arg;
+
+    pthread_mutex_lock(&o->lock);
+    for (unsigned i = 0; i < PRESENCE_MAX; i++)
+        if (o->local_ids[i] > 0)
+            put(put_arg, o->local_ids[i], o->local_n[i]);
+    pthread_mutex_unlock(&o->lock);
+}
+
+static void on_presence(void *arg, int64_t session_id, uint32_t others)
+{
+    struct observer *o = arg;
+
+    pthread_mutex_lock(&o->lock);
+    for (unsigned i = 0; i < PRESENCE_MAX; i++) {
+        if (o->other_ids[i] == session_id || o->other_ids[i] == 0) {
+            o->other_ids[i] = session_id;
+            o->other_n[i] = others;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&o->lock);
+}
+
+static void set_local(struct observer *o, int64_t session_id, uint32_t n)
+{
+    pthread_mutex_lock(&o->lock);
+    for (unsigned i = 0; i < PRESENCE_MAX; i++) {
+        if (o->local_ids[i] == session_id || o->local_ids[i] == 0) {
+            o->local_ids[i] = session_id;
+            o->local_n[i] = n;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&o->lock);
+}
+
+/* The others' count last reported for session_id; -1: never. */
+static int64_t others_of(struct observer *o, int64_t session_id)
+{
+    int64_t n = -1;
+
+    pthread_mutex_lock(&o->lock);
+    for (unsigned i = 0; i < PRESENCE_MAX; i++)
+        if (o->other_ids[i] == session_id)
+            n = o->other_n[i];
+    pthread_mutex_unlock(&o->lock);
+    return n;
+}
+
+static void wait_others(struct observer *o, int64_t session_id, int64_t want, unsigned timeout_ms)
+{
+    uint64_t t0 = now_ms();
+
+    while (others_of(o, session_id) != want) {
+        if (now_ms() - t0 > timeout_ms)
+            fail_msg("session %" PRId64 ": others %" PRId64 ", want %" PRId64 " after %u ms", session_id,
+                     others_of(o, session_id), want, timeout_ms);
+        usleep(5 * 1000);
+    }
 }
 
 static int peers_of(struct observer *o)
@@ -183,7 +259,13 @@ static void wait_beats(struct observer *o, unsigned n)
 static struct follow *follower(const char *instance, struct observer *o)
 {
     struct follow_config cfg = {
-        .conninfo = conninfo, .instance_id = instance, .arg = o, .on_event = on_event, .on_peers = on_peers,
+        .conninfo = conninfo,
+        .instance_id = instance,
+        .arg = o,
+        .on_event = on_event,
+        .on_peers = on_peers,
+        .local_presence = local_presence,
+        .on_presence = on_presence,
     };
     struct follow *f = follow_create(&cfg);
 
@@ -559,12 +641,60 @@ static void test_catch_up(void **state)
     free(o);
 }
 
+/* Each instance's participants per session reach the other within a few
+ * heartbeats, changes too (down to 0); a stale instance's rows do not
+ * count; a stopped instance's rows go with it, and alone an instance
+ * forgets the others'. */
+static void test_presence(void **state)
+{
+    struct observer *oa = xcalloc(1, sizeof(*oa)), *ob = xcalloc(1, sizeof(*ob));
+    PGconn *c = db_open();
+    struct follow *fa, *fb;
+
+    (void)state;
+    observer_init(oa);
+    observer_init(ob);
+    PQclear(db_q(c, "INSERT INTO instances(instance_id, seen_at) VALUES ('ghost', now() - interval '1 hour')", 0,
+                 NULL));
+    PQclear(db_q(c, "INSERT INTO presence VALUES ('ghost', 101, 50), ('ghost', 103, 7)", 0, NULL));
+    set_local(oa, 101, 3);
+    set_local(oa, 102, 1);
+    set_local(ob, 101, 2);
+    fa = follower("a", oa);
+    fb = follower("b", ob);
+    wait_others(ob, 101, 3, 4 * FOLLOW_HEARTBEAT_MS);
+    wait_others(ob, 102, 1, 4 * FOLLOW_HEARTBEAT_MS);
+    wait_others(oa, 101, 2, 4 * FOLLOW_HEARTBEAT_MS);
+    assert_int_equal(others_of(oa, 102), -1); /* b has nobody there */
+    assert_int_equal(others_of(oa, 103), -1); /* the ghost does not count */
+    assert_int_equal(others_of(ob, 103), -1);
+
+    set_local(oa, 101, 0);
+    set_local(oa, 102, 4);
+    wait_others(ob, 101, 0, 4 * FOLLOW_HEARTBEAT_MS);
+    wait_others(ob, 102, 4, 4 * FOLLOW_HEARTBEAT_MS);
+
+    follow_destroy(fb);
+    assert_int_equal(db_i64(c, "SELECT count(*) FROM presence WHERE instance_id = 'b'", 0, NULL), 0);
+    wait_peers(oa, 0, FOLLOW_HEARTBEAT_MS + 1000);
+    assert_int_equal(others_of(oa, 101), 0); /* alone: the others' are forgotten */
+    follow_destroy(fa);
+    assert_int_equal(db_i64(c, "SELECT count(*) FROM presence WHERE instance_id = 'a'", 0, NULL), 0);
+    PQclear(db_q(c, "DELETE FROM instances", 0, NULL));
+    PQfinish(c);
+    pthread_mutex_destroy(&oa->lock);
+    pthread_mutex_destroy(&ob->lock);
+    free(oa);
+    free(ob);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_peers),
         cmocka_unit_test(test_on_event),
         cmocka_unit_test(test_catch_up),
+        cmocka_unit_test(test_presence),
     };
 
     if (!pgtmp_have_postgres()) {
