@@ -59,6 +59,7 @@ void session__free(struct session *s)
         struct poll *p = s->polls[i];
 
         free(p->question);
+        free(p->count_base);
         for (uint32_t o = 0; o < p->n_options; o++)
             free(p->options[o]);
         free(p);

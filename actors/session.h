@@ -123,6 +123,7 @@ struct poll {
     bool count_inflight; /* a POLL_COUNTS op is at the store */
     uint64_t count_ms;   /* when the last one was sent, then when it completed */
     uint32_t count_gap_ms; /* from completion to the next one */
+    struct store_count_base *count_base; /* what the reads settled so far; NULL before the first */
 };
 
 struct participant {

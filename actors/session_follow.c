@@ -31,7 +31,9 @@
  * (or twice as long as it took, if longer), and before a results request is
  * answered. The database's counts hold every instance's
  * committed votes and nothing else, and a later read never holds fewer, so
- * version (the number of votes counted) only grows.
+ * version (the number of votes counted) only grows. Each read starts from
+ * what the poll's earlier reads settled (store_count_base), so it scans only
+ * the votes since, not all of the poll's.
  *
  * Actor thread only.
  */
@@ -83,6 +85,9 @@ static bool counts_send(struct session *s, struct poll *p, struct api_req *req)
 
     op->session_id = s->id;
     op->id = p->id;
+    op->count_from_base = true;
+    if (p->count_base != NULL)
+        op->base = *p->count_base;
     if (!store_submit(s->as->store, op)) {
         store_op_free(op);
         return false;
@@ -337,6 +342,14 @@ void session__counts_done(struct session *s, struct store_op *op)
         p->count_inflight = false;
         p->count_ms = now_ms;
         p->count_gap_ms = took * 2 > SHARED_COUNTS_MS ? (uint32_t)(took * 2) : SHARED_COUNTS_MS;
+    }
+    /* Reads in flight together started from the same base: keep the one
+     * that got furthest (each is a correct base). */
+    if (p != NULL && op->status == STORE_OK && op->counted && op->count_from_base) {
+        if (p->count_base == NULL)
+            p->count_base = xcalloc(1, sizeof(*p->count_base));
+        if (op->base.id >= p->count_base->id)
+            *p->count_base = op->base;
     }
     /* A close in progress counts in its own transaction. */
     if (p != NULL && op->status == STORE_OK && !p->closing && session__counts_apply(p, op) &&

@@ -117,6 +117,7 @@ struct store_writer {
     /* The run of the batch in progress, for finding out what became of it
      * when the connection breaks. */
     int64_t xid;      /* txid_current() of a writing batch; 0: read-only */
+    int64_t seq_last; /* the last vote id handed out, read before the run's BEGIN; -1: not read */
     char now[STORE_TIME_MAX]; /* its start time: the created_at of the votes it inserts */
     int backend_pid;  /* the server process that ran it */
     bool commit_sent; /* COMMIT may have reached the server */
@@ -420,6 +421,26 @@ static bool run_poll_create(PGconn *c, struct store_op *op)
     return true;
 }
 
+/* Adds row r of a (choices, votes) result to counts and total. false: malformed. */
+static bool add_count_row(const PGresult *res, int r, uint64_t counts[API_OPTIONS_MAX], uint64_t *total,
+                          int64_t poll_id)
+{
+    uint8_t ch[API_CHOICES_MAX];
+    uint32_t n = 0;
+    uint64_t votes = strtoull(PQgetvalue(res, r, 1), NULL, 10);
+
+    if (!parse_choices(PQgetvalue(res, r, 0), ch, &n)) {
+        log_error("store: votes of poll %" PRId64 " have malformed choices", poll_id);
+        return false;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        if (ch[i] < API_OPTIONS_MAX)
+            counts[ch[i]] += votes;
+    }
+    *total += votes;
+    return true;
+}
+
 /*
  * The poll's committed votes, counted by the database: op->counts per
  * option, op->total votes. Whichever instance took them, they are all here.
@@ -429,6 +450,7 @@ static bool run_poll_counts(PGconn *c, struct store_op *op)
     char pid[STORE_I64_MAX];
     const char *p[1] = {pid};
     PGresult *res;
+    bool ok = true;
 
     fmt_i64(pid, op->id);
     res = db_exec(c, "poll counts",
@@ -438,24 +460,102 @@ static bool run_poll_counts(PGconn *c, struct store_op *op)
         return false;
     memset(op->counts, 0, sizeof(op->counts));
     op->total = 0;
-    for (int r = 0; r < PQntuples(res); r++) {
-        uint8_t ch[API_CHOICES_MAX];
-        uint32_t n = 0;
-        uint64_t votes = strtoull(PQgetvalue(res, r, 1), NULL, 10);
+    for (int r = 0; r < PQntuples(res) && ok; r++)
+        ok = add_count_row(res, r, op->counts, &op->total, op->id);
+    op->counted = ok;
+    PQclear(res);
+    return ok;
+}
 
-        if (!parse_choices(PQgetvalue(res, r, 0), ch, &n)) {
-            log_error("store: votes of poll %" PRId64 " have malformed choices", op->id);
-            PQclear(res);
+/* One int64 from a one-row answer; false (logged) otherwise. */
+static bool db_i64_of(PGconn *c, const char *what, const char *sql, int n, const char *const *p, int64_t *out)
+{
+    PGresult *res = db_exec(c, what, sql, n, p, PGRES_TUPLES_OK);
+    bool ok = res != NULL && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0);
+
+    if (ok)
+        *out = parse_i64(PQgetvalue(res, 0, 0));
+    PQclear(res);
+    return ok;
+}
+
+/*
+ * The same count, read from a base that earlier reads settled (op->base):
+ * only the votes with an id past base.id are scanned, through the primary
+ * key, so a read of a poll with 100,000 votes costs what the last few
+ * hundred cost. The database holds every committed vote, but not in id
+ * order: a vote with a small id may commit after one with a larger id was
+ * read. So a read settles ids in two steps:
+ *  - it notes pend_id, the last vote id handed out (seq_last, read before
+ *    the batch began), and pend_xid, a transaction id given out after that
+ *    (the batch's own, or one taken now). Every writer takes its
+ *    transaction id before its INSERT takes vote ids (batch_begin), so any
+ *    transaction holding an id up to pend_id has a smaller transaction id;
+ *  - a later read whose snapshot shows no transaction below pend_xid still
+ *    running (taken before its count, so whatever those transactions
+ *    committed is in the count) knows that the votes up to pend_id are all
+ *    there for good: their counts join the base and base.id moves to
+ *    pend_id.
+ * This relies on votes_id_seq handing ids out one at a time (CACHE 1, the
+ * default of bigserial) and on votes never being deleted or changed.
+ */
+static bool run_poll_counts_from(struct store_writer *w, struct store_op *op)
+{
+    struct store_count_base *b = &op->base;
+    char pid[STORE_I64_MAX], from[STORE_I64_MAX], split[STORE_I64_MAX], px[STORE_I64_MAX];
+    const char *p[3] = {pid, from, split};
+    uint64_t settled[API_OPTIONS_MAX] = {0}, settled_total = 0;
+    int64_t xid = w->xid, ok_settled = 0;
+    PGresult *res;
+    bool ok = true;
+
+    if (w->seq_last < 0)
+        return run_poll_counts(w->conn, op);
+    if (xid == 0 && !db_i64_of(w->conn, "count horizon", "SELECT pg_current_xact_id()::text::bigint", 0,
+                               NULL, &xid))
+        return false;
+    if (b->pend_xid > 0) {
+        fmt_i64(px, b->pend_xid);
+        if (!db_i64_of(w->conn, "count horizon",
+                       "SELECT (pg_snapshot_xmin(pg_current_snapshot()) >= $1::text::xid8)::int", 1,
+                       (const char *[]){px}, &ok_settled))
             return false;
-        }
-        for (uint32_t i = 0; i < n; i++) {
-            if (ch[i] < API_OPTIONS_MAX)
-                op->counts[ch[i]] += votes;
-        }
-        op->total += votes;
+    }
+    fmt_i64(pid, op->id);
+    fmt_i64(from, b->id);
+    fmt_i64(split, ok_settled ? b->pend_id : b->id);
+    res = db_exec(w->conn, "poll counts",
+                  "SELECT choices::text, count(*), id <= $3 FROM votes WHERE poll_id = $1 AND id > $2 "
+                  "GROUP BY 1, 3",
+                  3, p, PGRES_TUPLES_OK);
+    if (res == NULL)
+        return false;
+    memcpy(op->counts, b->counts, sizeof(op->counts));
+    op->total = b->total;
+    for (int r = 0; r < PQntuples(res) && ok; r++) {
+        if (PQgetvalue(res, r, 2)[0] == 't')
+            ok = add_count_row(res, r, settled, &settled_total, op->id);
+        else
+            ok = add_count_row(res, r, op->counts, &op->total, op->id);
+    }
+    PQclear(res);
+    if (!ok)
+        return false;
+    for (unsigned i = 0; i < API_OPTIONS_MAX; i++) {
+        op->counts[i] += settled[i];
+        b->counts[i] += settled[i];
+    }
+    op->total += settled_total;
+    if (ok_settled) {
+        b->total += settled_total;
+        b->id = b->pend_id;
+        b->pend_xid = 0;
+    }
+    if (b->pend_xid == 0) {
+        b->pend_id = w->seq_last;
+        b->pend_xid = xid;
     }
     op->counted = true;
-    PQclear(res);
     return true;
 }
 
@@ -1079,7 +1179,7 @@ static bool run_op(struct store_writer *w, struct store_op *op)
     case STORE_EVENTS_SINCE:
         return run_events_since(w->conn, w->store->instance_id, op);
     case STORE_POLL_COUNTS:
-        return run_poll_counts(w->conn, op);
+        return op->count_from_base ? run_poll_counts_from(w, op) : run_poll_counts(w->conn, op);
     case STORE_PARTICIPANTS_COUNT:
         return run_participants_count(w->conn, op);
     case STORE_EVENTS_PRUNE:
@@ -1286,13 +1386,28 @@ static enum batch_end run_vote_batch(struct store_writer *w, unsigned n)
     return batch_commit(w);
 }
 
+/* For counts read from a base (run_poll_counts_from): the last vote id
+ * handed out, read before the batch's transaction takes its id. */
+static bool read_seq_last(struct store_writer *w, unsigned n)
+{
+    w->seq_last = -1;
+    for (unsigned i = 0; i < n; i++) {
+        if (w->batch[i]->kind == STORE_POLL_COUNTS && w->batch[i]->count_from_base)
+            return db_i64_of(w->conn, "vote id horizon",
+                             "SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END "
+                             "FROM votes_id_seq",
+                             0, NULL, &w->seq_last);
+    }
+    return true;
+}
+
 /* One run of the batch as one transaction. */
 static enum batch_end run_batch(struct store_writer *w, unsigned n)
 {
     unsigned n_votes = 0, n_events = 0;
     bool votes_only = batch_votes_only(w, n);
 
-    if (!votes_only && (!batch_begin(w, n) || !lock_sessions(w, n)))
+    if (!votes_only && (!read_seq_last(w, n) || !batch_begin(w, n) || !lock_sessions(w, n)))
         return batch_failed(w);
     for (unsigned i = 0; i < n; i++) {
         struct store_op *op = w->batch[i];

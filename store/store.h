@@ -80,6 +80,19 @@ struct store_op;
  */
 typedef char *(*store_event_fn)(const struct store_op *op);
 
+/*
+ * POLL_COUNTS, in and out: what earlier reads of a poll settled, so that a
+ * read counts only the votes after it (store.c, run_poll_counts). Zeroed,
+ * the read counts every vote and starts settling.
+ */
+struct store_count_base {
+    uint64_t counts[API_OPTIONS_MAX];
+    uint64_t total;
+    int64_t id;       /* every vote with an id up to this one is in counts and total */
+    int64_t pend_id;  /* vote ids up to this one were handed out before pend_xid was */
+    int64_t pend_xid; /* once no transaction below it runs, those votes are final; 0: none */
+};
+
 struct store_op {
     enum store_op_kind kind;
     enum store_status status; /* out */
@@ -119,6 +132,10 @@ struct store_op {
     uint64_t counts[API_OPTIONS_MAX]; /* votes per option */
     uint64_t total;                   /* votes (one per participant) */
     bool counted;                     /* counts and total are filled in */
+    /* POLL_COUNTS, in: count from base (and advance it) rather than from
+     * scratch; out: base as this read left it. */
+    bool count_from_base;
+    struct store_count_base base;
 };
 
 struct store_config {

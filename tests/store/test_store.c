@@ -2184,6 +2184,95 @@ static void assert_own(const struct store_op *op, const bool *own, uint32_t n, i
     }
 }
 
+/* A read from a base (store_count_base); the base as it left it in *b. */
+static void counts_from(struct store *s, int64_t poll, struct store_count_base *b, uint64_t want_total,
+                        const uint64_t want[4])
+{
+    struct store_op *op = op_new(STORE_POLL_COUNTS);
+
+    op->id = poll;
+    op->count_from_base = true;
+    op->base = *b;
+    submit_wait(s, op);
+    assert_int_equal(op->status, STORE_OK);
+    assert_true(op->counted);
+    assert_int_equal(op->total, want_total);
+    for (uint32_t i = 0; i < 4; i++)
+        assert_int_equal(op->counts[i], want[i]);
+    assert_true(op->base.id >= b->id);
+    *b = op->base;
+    store_op_free(op);
+}
+
+/* Reads from a base count every committed vote, including one whose id is
+ * smaller than votes read before it but whose transaction commits later;
+ * once nothing is in flight the base catches up with the last vote, so a
+ * read scans only what came after. */
+static void test_poll_counts_from_base(void **state)
+{
+    struct store *s = store_up(conninfo, 2, 0, "inst-a");
+    int64_t sid = make_session(s), poll = make_poll(s, sid, NULL), u[6], late_id;
+    struct store_count_base b = {0};
+    PGconn *side = db_open(conninfo);
+    char sq[STORE_I64_MAX], pq[STORE_I64_MAX], uq[STORE_I64_MAX];
+    struct store_op *op;
+
+    (void)state;
+    for (int i = 0; i < 6; i++)
+        u[i] = make_participant(s, sid);
+    counts_from(s, poll, &b, 0, (const uint64_t[4]){0, 0, 0, 0});
+    for (int i = 0; i < 2; i++) {
+        op = vote_op(sid, poll, u[i], i ? "b1" : "b0", (const uint8_t[]){(uint8_t)i}, 1);
+        submit_wait(s, op);
+        assert_int_equal(op->status, STORE_OK);
+        store_op_free(op);
+    }
+    counts_from(s, poll, &b, 2, (const uint64_t[4]){1, 1, 0, 0});
+
+    /* Another writer takes its transaction id, then a vote id, and holds
+     * its transaction open while later votes commit and are read. */
+    fmt_i64(sq, sid);
+    fmt_i64(pq, poll);
+    fmt_i64(uq, u[2]);
+    PQclear(db_q(side, "BEGIN", 0, NULL));
+    PQclear(db_q(side, "SELECT txid_current()", 0, NULL));
+    late_id = db_i64(side,
+                     "INSERT INTO votes(session_id, poll_id, participant_id, choices, idem_key) "
+                     "VALUES ($1, $2, $3, '{2}', 'late') RETURNING id",
+                     3, (const char *[]){sq, pq, uq});
+    for (int i = 3; i < 5; i++) {
+        op = vote_op(sid, poll, u[i], i == 3 ? "b3" : "b4", (const uint8_t[]){3}, 1);
+        submit_wait(s, op);
+        assert_int_equal(op->status, STORE_OK);
+        assert_true(op->vote.id > late_id);
+        store_op_free(op);
+    }
+    for (int k = 0; k < 4; k++) {
+        counts_from(s, poll, &b, 4, (const uint64_t[4]){1, 1, 0, 2});
+        assert_true(b.id < late_id); /* not settled past what is in flight */
+    }
+    PQclear(db_q(side, "COMMIT", 0, NULL));
+    counts_from(s, poll, &b, 5, (const uint64_t[4]){1, 1, 1, 2});
+
+    /* Nothing in flight: two reads later the base holds every vote. */
+    op = vote_op(sid, poll, u[5], "b5", (const uint8_t[]){0}, 1);
+    submit_wait(s, op);
+    assert_int_equal(op->status, STORE_OK);
+    for (int k = 0; k < 3; k++)
+        counts_from(s, poll, &b, 6, (const uint64_t[4]){2, 1, 1, 2});
+    assert_int_equal(b.id, op->vote.id);
+    assert_int_equal(b.total, 6);
+    store_op_free(op);
+    /* The same as a count from scratch. */
+    op = counts_op(s, STORE_POLL_COUNTS, sid, poll);
+    assert_int_equal(op->total, 6);
+    assert_int_equal(op->counts[0], 2);
+    assert_int_equal(op->counts[3], 2);
+    store_op_free(op);
+    PQfinish(side);
+    store_destroy(s);
+}
+
 /* A replay marks the rows this instance wrote as its own. */
 static void test_events_since_own(void **state)
 {
@@ -2672,6 +2761,7 @@ int main(void)
         cmocka_unit_test(test_state_change_conflict),
         cmocka_unit_test(test_close_counts),
         cmocka_unit_test(test_poll_counts),
+        cmocka_unit_test(test_poll_counts_from_base),
         cmocka_unit_test(test_events_since_own),
         cmocka_unit_test(test_find_and_load_session),
         cmocka_unit_test(test_start_ends_previous_writers),
