@@ -175,7 +175,12 @@ struct session_live {
     struct hmap *part_conns; /* participant id -> its subscriptions now */
     bool ticking;
 
-    uint32_t n_dirty;          /* polls with dirty set */
+    /* Polls with dirty set, in no order, and the earliest time one of them
+     * is due: a tick with nothing due returns at once, however many polls
+     * the session has. */
+    struct poll **dirty;
+    uint32_t n_dirty, cap_dirty;
+    uint64_t dirty_due_ms;
     uint32_t presence_sent;    /* the participants count last broadcast */
     bool presence_due;         /* someone subscribed since: send even if unchanged */
     uint64_t presence_ms;      /* when presence was last broadcast */

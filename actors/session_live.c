@@ -90,6 +90,20 @@ static struct session_live *live_get(struct session *s)
     return l;
 }
 
+/* Takes p off the dirty list (it is on it). */
+static void live_undirty(struct session_live *l, struct poll *p)
+{
+    TALLY_ASSERT(p->dirty && l->n_dirty > 0);
+    p->dirty = false;
+    for (uint32_t i = 0; i < l->n_dirty; i++) {
+        if (l->dirty[i] == p) {
+            l->dirty[i] = l->dirty[--l->n_dirty];
+            return;
+        }
+    }
+    TALLY_ASSERT(!"a dirty poll is on the list");
+}
+
 static const char *live_type(enum store_op_kind kind)
 {
     const char *t = store_event_type(kind);
@@ -224,10 +238,8 @@ void session__live_event(struct session *s, enum store_op_kind kind, int64_t pol
     if (kind == STORE_POLL_CLOSE) {
         /* Before poll.closed leaves: no results may follow it. */
         p = session__poll(s, poll_id);
-        if (p != NULL && p->dirty) {
-            p->dirty = false;
-            l->n_dirty--;
-        }
+        if (p != NULL && p->dirty)
+            live_undirty(l, p);
     }
     m = stream_msg_new(STREAM_SEQUENCED, s->id);
     m->seq = seq;
@@ -271,20 +283,36 @@ void session__live_dirty(struct session *s, struct poll *p)
         return;
     }
     p->dirty = true;
-    l->n_dirty++;
+    if (l->n_dirty == l->cap_dirty) {
+        l->cap_dirty = l->cap_dirty ? 2 * l->cap_dirty : 8;
+        l->dirty = xrealloc(l->dirty, l->cap_dirty * sizeof(*l->dirty));
+    }
+    if (l->n_dirty == 0 || p->results_ms + LIVE_RESULTS_MS < l->dirty_due_ms)
+        l->dirty_due_ms = p->results_ms + LIVE_RESULTS_MS;
+    l->dirty[l->n_dirty++] = p;
 }
 
 static void live_flush_results(struct session *s, struct session_live *l, uint64_t now_ms)
 {
-    for (uint32_t i = 0; i < s->n_polls && l->n_dirty > 0; i++) {
-        struct poll *p = s->polls[i];
+    uint64_t due = UINT64_MAX;
 
-        if (!p->dirty || now_ms - p->results_ms < LIVE_RESULTS_MS)
+    if (now_ms < l->dirty_due_ms)
+        return;
+    for (uint32_t i = 0; i < l->n_dirty;) {
+        struct poll *p = l->dirty[i];
+
+        TALLY_ASSERT(p->dirty);
+        if (now_ms - p->results_ms < LIVE_RESULTS_MS) {
+            if (p->results_ms + LIVE_RESULTS_MS < due)
+                due = p->results_ms + LIVE_RESULTS_MS;
+            i++;
             continue;
+        }
         p->dirty = false;
-        l->n_dirty--;
+        l->dirty[i] = l->dirty[--l->n_dirty];
         live_send_results(s, p, now_ms);
     }
+    l->dirty_due_ms = due;
 }
 
 static void live_presence(struct session *s, struct session_live *l, uint64_t now_ms)
@@ -316,13 +344,9 @@ static void live_idle(struct session *s, struct session_live *l)
 {
     TALLY_ASSERT(l->n_subs == 0);
     atomic_store_explicit(&s->presence_local, 0, memory_order_relaxed);
-    for (uint32_t i = 0; i < s->n_polls && l->n_dirty > 0; i++) {
-        if (s->polls[i]->dirty) {
-            s->polls[i]->dirty = false;
-            l->n_dirty--;
-        }
-    }
-    TALLY_ASSERT(l->n_dirty == 0);
+    for (uint32_t i = 0; i < l->n_dirty; i++)
+        l->dirty[i]->dirty = false;
+    l->n_dirty = 0;
     if (l->ticking) {
         actor_set_tick(s->actor, 0, NULL);
         l->ticking = false;
@@ -633,6 +657,7 @@ void session__live_free(struct session *s)
         free(l->pending[i]);
     }
     hmap_destroy(l->part_conns);
+    free(l->dirty);
     free(l->subs);
     free(l);
     s->live = NULL;

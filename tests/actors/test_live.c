@@ -1061,6 +1061,61 @@ static void test_results(void **state)
 }
 
 
+/* Many polls dirty at once: every poll's last results counts all its votes,
+ * and no poll gets two results within LIVE_RESULTS_MS. */
+static void test_results_many_polls(void **state)
+{
+    enum { POLLS = 8, VOTERS = 3 }; /* 8 votes each: under the 10 a second a participant may send */
+    struct sess s;
+    struct part parts[VOTERS];
+    struct client cl;
+    int64_t polls[POLLS];
+
+    (void)state;
+    create_session("Many polls", &s);
+    for (int i = 0; i < VOTERS; i++)
+        join(&s, &parts[i]);
+    subscribe(s.code, s.token, -1, STREAM_WS_JSON, 1, &cl);
+    for (int k = 0; k < POLLS; k++) {
+        polls[k] = create_poll(&s, 3);
+        poll_op(API_POLL_OPEN, &s, polls[k]);
+    }
+    for (int i = 0; i < VOTERS; i++) {
+        for (int k = 0; k < POLLS; k++) {
+            char key[32];
+
+            snprintf(key, sizeof(key), "v%d-%d", i, k);
+            vote_ok(polls[k], &parts[i], key, (uint8_t)((i + k) % 3));
+        }
+    }
+    for (int k = 0; k < POLLS; k++) {
+        struct results_seen w = {&cl, polls[k], VOTERS};
+        json_t *last;
+
+        wait_until(seen_version, &w);
+        last = check_results(&cl, polls[k]);
+        assert_non_null(last);
+        assert_int_equal(jint(last, "total"), VOTERS);
+        json_decref(last);
+    }
+    for (int k = 0; k < POLLS; k++) {
+        uint64_t prev = 0;
+
+        for (size_t i = cl.mark; i < sink_count(W.sink, 1); i++) {
+            struct rec r = sink_rec(W.sink, 1, i);
+
+            if (r.m->kind != STREAM_RESULTS || r.m->poll_id != polls[k])
+                continue;
+            /* Stamped on arrival at the sink: allow a little scheduling slack. */
+            if (prev)
+                assert_true(r.at_ms - prev >= LIVE_RESULTS_MS - LIVE_TICK_MS);
+            prev = r.at_ms;
+        }
+    }
+    unsubscribe(&cl);
+    client_free(&cl);
+}
+
 /* ---- resume ---- */
 
 /* Creates and opens polls, closing some: n events in all. */
@@ -1557,6 +1612,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_refused, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sequenced, setup, teardown),
         cmocka_unit_test_setup_teardown(test_results, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_results_many_polls, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resume_ring, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resume_overflow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resume_store, setup, teardown),
