@@ -511,6 +511,14 @@ static bool run_poll_counts_from(struct store_writer *w, struct store_op *op)
 
     if (w->seq_last < 0)
         return run_poll_counts(w->conn, op);
+    memcpy(op->counts, b->counts, sizeof(op->counts));
+    op->total = b->total;
+    if (b->id == w->seq_last && b->pend_xid == 0) {
+        /* Settled up to the last id handed out: no vote can have come
+         * since, so the base is the count (an idle poll costs nothing). */
+        op->counted = true;
+        return true;
+    }
     if (xid == 0 && !db_i64_of(w->conn, "count horizon", "SELECT pg_current_xact_id()::text::bigint", 0,
                                NULL, &xid))
         return false;
@@ -530,8 +538,6 @@ static bool run_poll_counts_from(struct store_writer *w, struct store_op *op)
                   3, p, PGRES_TUPLES_OK);
     if (res == NULL)
         return false;
-    memcpy(op->counts, b->counts, sizeof(op->counts));
-    op->total = b->total;
     for (int r = 0; r < PQntuples(res) && ok; r++) {
         if (PQgetvalue(res, r, 2)[0] == 't')
             ok = add_count_row(res, r, settled, &settled_total, op->id);
@@ -543,7 +549,7 @@ static bool run_poll_counts_from(struct store_writer *w, struct store_op *op)
         return false;
     for (unsigned i = 0; i < API_OPTIONS_MAX; i++) {
         op->counts[i] += settled[i];
-        b->counts[i] += settled[i];
+        b->counts[i] += settled[i]; /* all 0 unless ok_settled */
     }
     op->total += settled_total;
     if (ok_settled) {
@@ -551,7 +557,7 @@ static bool run_poll_counts_from(struct store_writer *w, struct store_op *op)
         b->id = b->pend_id;
         b->pend_xid = 0;
     }
-    if (b->pend_xid == 0) {
+    if (b->pend_xid == 0 && w->seq_last > b->id) {
         b->pend_id = w->seq_last;
         b->pend_xid = xid;
     }

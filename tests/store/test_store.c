@@ -2262,6 +2262,7 @@ static void test_poll_counts_from_base(void **state)
         counts_from(s, poll, &b, 6, (const uint64_t[4]){2, 1, 1, 2});
     assert_int_equal(b.id, op->vote.id);
     assert_int_equal(b.total, 6);
+    assert_int_equal(b.pend_xid, 0); /* nothing handed out since: nothing pending */
     store_op_free(op);
     /* The same as a count from scratch. */
     op = counts_op(s, STORE_POLL_COUNTS, sid, poll);
