@@ -3,7 +3,7 @@
  *
  *   tally-stress burst [--target 127.0.0.1:8080] [--participants 1000] [--window 2]
  *                      [--server-pid PID] [--threads 2] [--sources 8]
- *                      [--json FILE] [--deadline S]
+ *                      [--json FILE] [--deadline S] [--second-port PORT]
  *
  * N participants join (HTTP, from 127.0.0.2 and up) and subscribe
  * (WebSocket, io_uring engine); the presenter opens a 4-option poll; each
@@ -14,6 +14,9 @@
  * ack latency (vote sent to its `ack`), acks within the window and in all,
  * errors by code, missing or repeated `poll.opened`, gaps and repeats in
  * `seq`; with --server-pid, the server's CPU and RSS over the burst.
+ * With --second-port, the odd participants subscribe (and so vote) on
+ * another instance sharing the database at that port of the same host;
+ * joins and the open go to --target.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -57,6 +60,7 @@ struct burst {
     struct scen_opts c;
     uint32_t n;
     unsigned window_s;
+    uint16_t port2; /* --second-port: another instance on the same database, 0: none */
     struct scen_session s;
     struct scen_joins joins;
     int64_t poll_id;
@@ -72,6 +76,7 @@ static void burst_usage(void)
 {
     fprintf(stderr,
             "usage: tally-stress burst [--target HOST:PORT] [--participants N] [--window S]\n"
+            "                          [--second-port PORT] (odd participants subscribe there)\n"
             "                          [--server-pid PID] [--threads T] [--sources K]\n"
             "                          [--json FILE] [--deadline S]\n");
     exit(2);
@@ -91,6 +96,8 @@ static void burst_parse(int argc, char **argv, struct burst *b)
             b->n = fo_parse_uint(f, v, 1, ENG_CLIENTS_MAX);
         else if (strcmp(f, "--window") == 0)
             b->window_s = fo_parse_uint(f, v, 0, BURST_WINDOW_MAX);
+        else if (strcmp(f, "--second-port") == 0)
+            b->port2 = (uint16_t)fo_parse_uint(f, v, 1, 65535);
         else
             burst_usage();
     }
@@ -337,6 +344,7 @@ static int burst_setup(struct burst *b, struct burst_run *r)
     const struct eng_config cfg = {
         .host = b->c.host,
         .port = b->c.port,
+        .port2 = b->port2,
         .max_clients = b->n,
         .threads = b->c.threads,
         .sources = sources,

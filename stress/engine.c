@@ -73,7 +73,7 @@ struct eng {
     struct eng_config cfg;
     bool msgpack; /* tally.v1.msgpack: messages are binary MessagePack both ways */
     bool sse;     /* Server-Sent Events instead of a WebSocket: receive only */
-    struct sockaddr_in dst;
+    struct sockaddr_in dst, dst2; /* dst2: odd clients' when cfg.port2 is set */
     atomic_uint want; /* clients 0..want-1 should be open */
     atomic_bool stop;
     unsigned n_threads;
@@ -209,7 +209,8 @@ static void conn_open(struct eng_thread *t, uint32_t local)
     if (rc < 0)
         goto err;
     struct io_uring_sqe *sqe = uring_sqe(&t->ring);
-    io_uring_prep_connect(sqe, (int)local, (struct sockaddr *)&e->dst, sizeof(e->dst));
+    const struct sockaddr_in *dst = e->cfg.port2 != 0 && (index & 1) ? &e->dst2 : &e->dst;
+    io_uring_prep_connect(sqe, (int)local, (const struct sockaddr *)dst, sizeof(*dst));
     sqe->flags |= IOSQE_FIXED_FILE;
     io_uring_sqe_set_data64(sqe, ud(c->gen, local, OP_CONNECT));
     return;
@@ -583,6 +584,8 @@ struct eng *eng_start(const struct eng_config *cfg)
         free(e);
         return NULL;
     }
+    e->dst2 = e->dst;
+    e->dst2.sin_port = htons(cfg->port2);
     unsigned need = (cfg->max_clients + ENG_SLOTS_PER_RING - 1) / ENG_SLOTS_PER_RING;
     e->n_threads = cfg->threads > need ? cfg->threads : need;
     if (e->n_threads > ENG_THREADS_MAX)

@@ -81,6 +81,7 @@ typedef void (*eng_tick_fn)(void *ctx, struct eng_thread *t, uint64_t now_ns);
 struct eng_config {
     const char *host; /* IPv4 target */
     uint16_t port;
+    uint16_t port2;   /* 0: one target; else clients with an odd index connect to host:port2 */
     uint32_t max_clients; /* 1..ENG_CLIENTS_MAX: sizes the rings */
     unsigned threads;     /* at least this many; raised to fit max_clients */
     unsigned sources;     /* source addresses 127.0.0.2 .. ; 1..ENG_SOURCES_MAX */
