@@ -360,10 +360,43 @@ static void ws_message(struct net_thread *t, struct conn *c, enum ws_opcode op,
     json_decref(j);
 }
 
+/*
+ * The ack of an accepted or duplicate vote for a JSON WebSocket, spliced
+ * from the actor's answer {"vote":{...}} (actors/session_vote.c writes it
+ * in exactly that framing) without parsing it again: this is every vote's
+ * way back. false when the body is not framed so; the caller then builds
+ * the ack the general way.
+ */
+static bool ws_ack_json(struct net_thread *t, struct conn *c, const struct api_req *req)
+{
+    static const char head[] = "{\"vote\":";
+    const size_t hl = sizeof(head) - 1;
+    if (c->ws_proto == WS_PROTO_MSGPACK || req->body == NULL || req->body_len < hl + 3 ||
+        memcmp(req->body, head, hl) != 0 || req->body[hl] != '{' ||
+        req->body[req->body_len - 1] != '}')
+        return false;
+    struct buf text = BUF_INIT, out = BUF_INIT;
+    buf_append_str(&text, "{\"type\":\"ack\",\"data\":{\"id\":");
+    buf_append_json_str(&text, req->idem_key, strlen(req->idem_key));
+    buf_append_str(&text, req->status == 201 ? ",\"status\":\"accepted\",\"vote\":"
+                                             : ",\"status\":\"duplicate\",\"vote\":");
+    buf_append(&text, req->body + hl, req->body_len - hl - 1);
+    buf_append_str(&text, "}}");
+    wire_ws_frame(&out, WS_OP_TEXT, text.data, text.len);
+    net__queue_bytes(t, c, out.data, out.len);
+    buf_free(&out);
+    buf_free(&text);
+    return true;
+}
+
 void live__on_ws_vote(struct net_thread *t, struct conn *c, struct api_req *req)
 {
     TALLY_ASSERT(c->ws_votes > 0);
     c->ws_votes--;
+    if (c->mode == MODE_WS && (req->status == 200 || req->status == 201) && ws_ack_json(t, c, req)) {
+        api_req_free(req);
+        return;
+    }
     json_t *body = req->body ? json_loadb(req->body, req->body_len, 0, NULL) : NULL;
     if (c->mode == MODE_WS && (req->status == 200 || req->status == 201)) {
         json_t *data = json_pack("{s:s,s:s,s:O}", "id", req->idem_key, "status",
