@@ -61,7 +61,7 @@ struct observer {
     /* Presence: this instance's counts (local_presence reads them) and the
      * others' last reported (on_presence writes them), per session. */
     int64_t local_ids[PRESENCE_MAX];
-    uint32_t local_n[PRESENCE_MAX];
+    int64_t local_n[PRESENCE_MAX];
     int64_t other_ids[PRESENCE_MAX];
     int64_t other_n[PRESENCE_MAX]; /* -1: never reported */
     unsigned peers_calls;
@@ -118,7 +118,23 @@ static void local_presence(void *arg, void (*put)(void *, int64_t, uint32_t), vo
     pthread_mutex_lock(&o->lock);
     for (unsigned i = 0; i < PRESENCE_MAX; i++)
         if (o->local_ids[i] > 0)
-            put(put_arg, o->local_ids[i], o->local_n[i]);
+            put(put_arg, o->local_ids[i], (uint32_t)o->local_n[i]);
+    pthread_mutex_unlock(&o->lock);
+}
+
+/* Sets session_id's value in one of the observer's tables (its slot, or
+ * the first free one). */
+static void table_set(struct observer *o, int64_t ids[PRESENCE_MAX], int64_t vals[PRESENCE_MAX],
+                      int64_t session_id, int64_t v)
+{
+    pthread_mutex_lock(&o->lock);
+    for (unsigned i = 0; i < PRESENCE_MAX; i++) {
+        if (ids[i] == session_id || ids[i] == 0) {
+            ids[i] = session_id;
+            vals[i] = v;
+            break;
+        }
+    }
     pthread_mutex_unlock(&o->lock);
 }
 
@@ -126,28 +142,12 @@ static void on_presence(void *arg, int64_t session_id, uint32_t others)
 {
     struct observer *o = arg;
 
-    pthread_mutex_lock(&o->lock);
-    for (unsigned i = 0; i < PRESENCE_MAX; i++) {
-        if (o->other_ids[i] == session_id || o->other_ids[i] == 0) {
-            o->other_ids[i] = session_id;
-            o->other_n[i] = others;
-            break;
-        }
-    }
-    pthread_mutex_unlock(&o->lock);
+    table_set(o, o->other_ids, o->other_n, session_id, others);
 }
 
 static void set_local(struct observer *o, int64_t session_id, uint32_t n)
 {
-    pthread_mutex_lock(&o->lock);
-    for (unsigned i = 0; i < PRESENCE_MAX; i++) {
-        if (o->local_ids[i] == session_id || o->local_ids[i] == 0) {
-            o->local_ids[i] = session_id;
-            o->local_n[i] = n;
-            break;
-        }
-    }
-    pthread_mutex_unlock(&o->lock);
+    table_set(o, o->local_ids, o->local_n, session_id, n);
 }
 
 /* The others' count last reported for session_id; -1: never. */
