@@ -110,8 +110,14 @@ void actors_destroy(struct actors *as)
 {
     if (as == NULL)
         return;
-    for (uint32_t i = 0; i < as->n_sessions; i++)
+    /* The runtime has stopped: what is left in the mailboxes is ours. */
+    if (as->lobby != NULL)
+        session__drain(as->lobby);
+    for (uint32_t i = 0; i < as->n_sessions; i++) {
+        if (as->sessions[i]->actor != NULL)
+            session__drain(as->sessions[i]->actor);
         session__free(as->sessions[i]);
+    }
     free(as->sessions);
     hmap_destroy(as->by_code);
     hmap_destroy(as->by_poll);

@@ -46,6 +46,25 @@ struct session *session__new(struct actors *as, int64_t id, const char *code, co
     return s;
 }
 
+void session__drain(struct actor *a)
+{
+    struct mbox_msg m[64];
+    unsigned n;
+
+    /* A store op that completed after the runtime stopped (a request that
+     * came in at the very end of a drain): its reply can go nowhere, but the
+     * op and the requests still waiting are ours to free. Requests an op
+     * names are freed with the session's own lists, not here. */
+    while ((n = actor_drain(a, m, ARRAY_LEN(m))) > 0) {
+        for (unsigned i = 0; i < n; i++) {
+            if (m[i].type == MSG_STORE_DONE)
+                store_op_free(m[i].ptr);
+            else if (m[i].type == MSG_REQ || m[i].type == MSG_LOOKUP || m[i].type == MSG_KNOWN)
+                api_req_free(m[i].ptr);
+        }
+    }
+}
+
 void session__free(struct session *s)
 {
     if (s == NULL)

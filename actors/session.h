@@ -282,6 +282,8 @@ struct session *session__new(struct actors *as, int64_t id, const char *code, co
                              const char *created_at, const uint8_t presenter_hash[]);
 /** Frees a session and every request it still holds. */
 void session__free(struct session *s);
+/** After the runtime stopped: frees the ops and requests still in a's mailbox. */
+void session__drain(struct actor *a);
 /** Serves one request (authenticates, then dispatches). */
 void session__on_req(struct session *s, struct api_req *req);
 /** The session actor's on_msg. */

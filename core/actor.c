@@ -438,6 +438,13 @@ void actor_rt_stop(struct actor_rt *rt)
     rt_join_all(rt);
 }
 
+unsigned actor_drain(struct actor *a, struct mbox_msg *out, unsigned max)
+{
+    TALLY_ASSERT(a != NULL && out != NULL);
+    TALLY_ASSERT(a->rt->workers_started == 0); /* nobody else takes from it now */
+    return mbox_take(a->mbox, out, max);
+}
+
 void actor_rt_destroy(struct actor_rt *rt)
 {
     if (rt == NULL)

@@ -58,6 +58,12 @@ struct actor *actor_create(struct actor_rt *rt, uint32_t mbox_slots, actor_on_ms
 bool actor_post(struct actor *a, const struct mbox_msg *msg);
 /** The ctx given at creation. */
 void *actor_ctx(const struct actor *a);
+/**
+ * After actor_rt_stop: takes up to max messages still queued for a into out
+ * (ticks included), so that their owner can free what they carry before
+ * actor_rt_destroy drops them. Returns how many; 0 when none is left.
+ */
+unsigned actor_drain(struct actor *a, struct mbox_msg *out, unsigned max);
 /** Number of messages waiting; any thread, approximate. */
 unsigned actor_backlog(const struct actor *a);
 /**
