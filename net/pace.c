@@ -169,6 +169,11 @@ struct stream_msg *pace_take_due(struct pace *p, uint32_t hold_ms, uint64_t now_
     return NULL;
 }
 
+bool pace_has_due(const struct pace *p, uint32_t hold_ms, uint64_t now_ms)
+{
+    return p->held > 0 && (hold_ms == 0 || now_ms >= p->next_due_ms);
+}
+
 bool pace_idle(const struct pace *p)
 {
     return p->polls == NULL;

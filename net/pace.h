@@ -69,6 +69,13 @@ struct stream_msg *pace_take_session(struct pace *p, int64_t session_id, uint64_
  */
 struct stream_msg *pace_take_due(struct pace *p, uint32_t hold_ms, uint64_t now_ms);
 
+/**
+ * True when a held message may be due at now_ms (pace_take_due would look):
+ * a ring with nothing else to do still needs a turn then, or what it holds
+ * would wait for the ring's next traffic.
+ */
+bool pace_has_due(const struct pace *p, uint32_t hold_ms, uint64_t now_ms);
+
 /** True when nothing is held or remembered. */
 bool pace_idle(const struct pace *p);
 

@@ -1073,7 +1073,7 @@ static bool ring_has_work(struct net_thread *t)
 {
     return io_uring_cq_ready(&t->ring) > 0 || io_uring_cq_has_overflow(&t->ring) ||
            io_uring_sq_ready(&t->ring) > 0 || t->bufs_returned > 0 || t->n_flush > 0 ||
-           t->n_starved > 0;
+           t->n_starved > 0 || pace_has_due(t->pace, t->results_hold_ms, clock_now_ms());
 }
 
 static bool worker_rings_open(const struct net_worker *w)

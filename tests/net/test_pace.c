@@ -56,9 +56,13 @@ static void test_held_then_replaced_then_due(void **state)
     assert_true(pace_offer(p, b, 200, 1050));  /* replaces a (a is dropped) */
     assert_true(pace_offer(p, c, 200, 1100));  /* replaces b */
     assert_null(pace_take_due(p, 200, 1199));  /* not yet */
+    assert_false(pace_has_due(p, 200, 1199));  /* an idle ring needs no turn yet */
+    assert_true(pace_has_due(p, 200, 1200));   /* now it does, traffic or not */
+    assert_true(pace_has_due(p, 0, 1100));     /* the hold ended: everything goes */
     assert_ptr_equal(pace_take_due(p, 200, 1200), c);
     stream_msg_unref(c);
     assert_null(pace_take_due(p, 200, 1200));
+    assert_false(pace_has_due(p, 200, 5000)); /* nothing held */
     /* Sent at 1200: the next offer within the hold is kept again. */
     struct stream_msg *d = results(1, 10);
     assert_true(pace_offer(p, d, 200, 1300));
