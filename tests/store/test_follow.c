@@ -275,38 +275,9 @@ static struct follow *follower(const char *instance, struct observer *o)
 
 /* ---- database helpers --------------------------------------------------- */
 
-static PGconn *db_open(void)
-{
-    PGconn *c = PQconnectdb(conninfo);
-
-    if (PQstatus(c) != CONNECTION_OK)
-        fail_msg("connect: %s", PQerrorMessage(c));
-    return c;
-}
-
-static PGresult *db_q(PGconn *c, const char *sql, int n, const char *const *p)
-{
-    PGresult *res = PQexecParams(c, sql, n, NULL, p, NULL, NULL, 0);
-
-    if (PQresultStatus(res) != PGRES_TUPLES_OK && PQresultStatus(res) != PGRES_COMMAND_OK)
-        fail_msg("%s: %s", sql, PQerrorMessage(c));
-    return res;
-}
-
-static int64_t db_i64(PGconn *c, const char *sql, int n, const char *const *p)
-{
-    PGresult *res = db_q(c, sql, n, p);
-    int64_t v;
-
-    assert_int_equal(PQntuples(res), 1);
-    v = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-    PQclear(res);
-    return v;
-}
-
 static int64_t instance_rows(PGconn *c, const char *instance)
 {
-    return db_i64(c, "SELECT count(*) FROM instances WHERE instance_id = $1", 1, (const char *[]){instance});
+    return pgtmp_db_i64(c, "SELECT count(*) FROM instances WHERE instance_id = $1", 1, (const char *[]){instance});
 }
 
 /* A session written directly, as another instance would; its id. */
@@ -316,7 +287,7 @@ static int64_t insert_session(PGconn *c)
 
     snprintf(code, sizeof(code), "F%05u", ++name_seq);
     snprintf(hash, sizeof(hash), "%064u", ++name_seq);
-    return db_i64(c, "INSERT INTO sessions(code, title, presenter_token_hash) VALUES ($1, 't', $2) RETURNING id",
+    return pgtmp_db_i64(c, "INSERT INTO sessions(code, title, presenter_token_hash) VALUES ($1, 't', $2) RETURNING id",
                   2, (const char *[]){code, hash});
 }
 
@@ -328,15 +299,15 @@ static int64_t append_event_as(PGconn *c, int64_t sid, const char *instance, boo
     int64_t seq;
 
     snprintf(sids, sizeof(sids), "%" PRId64, sid);
-    PQclear(db_q(c, "BEGIN", 0, NULL));
-    seq = db_i64(c, "UPDATE sessions SET seq = seq + 1 WHERE id = $1 RETURNING seq", 1, (const char *[]){sids});
-    PQclear(db_q(c,
+    PQclear(pgtmp_db_q(c, "BEGIN", 0, NULL));
+    seq = pgtmp_db_i64(c, "UPDATE sessions SET seq = seq + 1 WHERE id = $1 RETURNING seq", 1, (const char *[]){sids});
+    PQclear(pgtmp_db_q(c,
                  "INSERT INTO event_log(session_id, seq, type, payload, instance_id) "
                  "SELECT id, seq, 'poll.created', '{}', $2 FROM sessions WHERE id = $1",
                  2, (const char *[]){sids, instance}));
     if (notify)
-        PQclear(db_q(c, "NOTIFY tally_events", 0, NULL));
-    PQclear(db_q(c, "COMMIT", 0, NULL));
+        PQclear(pgtmp_db_q(c, "NOTIFY tally_events", 0, NULL));
+    PQclear(pgtmp_db_q(c, "COMMIT", 0, NULL));
     return seq;
 }
 
@@ -459,7 +430,7 @@ static int group_teardown(void **state)
 static void test_peers(void **state)
 {
     struct observer *oa = xcalloc(1, sizeof(*oa)), *ob = xcalloc(1, sizeof(*ob));
-    PGconn *c = db_open();
+    PGconn *c = pgtmp_db_open(conninfo);
     struct follow *fa, *fb;
     uint64_t ms;
 
@@ -467,7 +438,7 @@ static void test_peers(void **state)
     observer_init(oa);
     observer_init(ob);
     /* An instance that died long ago without removing its row. */
-    PQclear(db_q(c, "INSERT INTO instances(instance_id, seen_at) VALUES ('ghost', now() - interval '1 hour')", 0,
+    PQclear(pgtmp_db_q(c, "INSERT INTO instances(instance_id, seen_at) VALUES ('ghost', now() - interval '1 hour')", 0,
                  NULL));
     fa = follower("a", oa);
     wait_peers(oa, 0, 2000);
@@ -492,7 +463,7 @@ static void test_peers(void **state)
     follow_destroy(fb);
     follow_destroy(fa);
     follow_destroy(NULL);
-    PQclear(db_q(c, "DELETE FROM instances", 0, NULL));
+    PQclear(pgtmp_db_q(c, "DELETE FROM instances", 0, NULL));
     PQfinish(c);
     pthread_mutex_destroy(&oa->lock);
     pthread_mutex_destroy(&ob->lock);
@@ -506,7 +477,7 @@ static void test_on_event(void **state)
 {
     struct observer *o = xcalloc(1, sizeof(*o));
     struct store *sb = store_as("b"), *sa = store_as("a");
-    PGconn *c = db_open();
+    PGconn *c = pgtmp_db_open(conninfo);
     struct follow *fa;
     int64_t s1, s2, s3, s4, seq, seq_a;
     uint64_t ms, fastest;
@@ -561,7 +532,7 @@ static void test_on_event(void **state)
     follow_destroy(fa);
     store_destroy(sa);
     store_destroy(sb);
-    PQclear(db_q(c, "DELETE FROM instances", 0, NULL));
+    PQclear(pgtmp_db_q(c, "DELETE FROM instances", 0, NULL));
     PQfinish(c);
     pthread_mutex_destroy(&o->lock);
     free(o);
@@ -572,7 +543,7 @@ static void test_on_event(void **state)
 static void test_catch_up(void **state)
 {
     struct observer *o = xcalloc(1, sizeof(*o));
-    PGconn *c = db_open();
+    PGconn *c = pgtmp_db_open(conninfo);
     struct follow *f;
     PGresult *res;
     int64_t quiet = insert_session(c), old, fresh, mine, seq_old, seq_mine;
@@ -587,13 +558,13 @@ static void test_catch_up(void **state)
     mine = insert_session(c);
     seq_mine = append_event_as(c, mine, "a", true);
     /* Out of the poll's window: only the catch-up reports these. */
-    PQclear(db_q(c, "UPDATE event_log SET created_at = now() - interval '1 hour'", 0, NULL));
+    PQclear(pgtmp_db_q(c, "UPDATE event_log SET created_at = now() - interval '1 hour'", 0, NULL));
 
     f = follower("a", o);
     wait_reported(o, old, seq_old, 2000);
     wait_reported(o, mine, seq_mine, 2000); /* its own too: all it knew is gone */
     /* Every session with a seq, with that seq, once. */
-    res = db_q(c, "SELECT id, seq FROM sessions WHERE seq > 0", 0, NULL);
+    res = pgtmp_db_q(c, "SELECT id, seq FROM sessions WHERE seq > 0", 0, NULL);
     rows = PQntuples(res);
     assert_true(rows >= 2);
     wait_beats(o, 2); /* ten polls and more */
@@ -612,8 +583,8 @@ static void test_catch_up(void **state)
 
     /* The server ends its connection: it reconnects and catches up again. */
     observer_clear(o);
-    PQclear(db_q(c, "UPDATE event_log SET created_at = now() - interval '1 hour'", 0, NULL));
-    res = db_q(c, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'tallyd-follow'",
+    PQclear(pgtmp_db_q(c, "UPDATE event_log SET created_at = now() - interval '1 hour'", 0, NULL));
+    res = pgtmp_db_q(c, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = 'tallyd-follow'",
                0, NULL);
     assert_true(PQntuples(res) >= 1); /* more only when an earlier test failed */
     PQclear(res);
@@ -635,7 +606,7 @@ static void test_catch_up(void **state)
     wait_reported(o, mine, seq_mine, 2000);
     wait_reported(o, fresh, 1, 2000);
     follow_destroy(f);
-    PQclear(db_q(c, "DELETE FROM instances", 0, NULL));
+    PQclear(pgtmp_db_q(c, "DELETE FROM instances", 0, NULL));
     PQfinish(c);
     pthread_mutex_destroy(&o->lock);
     free(o);
@@ -648,15 +619,15 @@ static void test_catch_up(void **state)
 static void test_presence(void **state)
 {
     struct observer *oa = xcalloc(1, sizeof(*oa)), *ob = xcalloc(1, sizeof(*ob));
-    PGconn *c = db_open();
+    PGconn *c = pgtmp_db_open(conninfo);
     struct follow *fa, *fb;
 
     (void)state;
     observer_init(oa);
     observer_init(ob);
-    PQclear(db_q(c, "INSERT INTO instances(instance_id, seen_at) VALUES ('ghost', now() - interval '1 hour')", 0,
+    PQclear(pgtmp_db_q(c, "INSERT INTO instances(instance_id, seen_at) VALUES ('ghost', now() - interval '1 hour')", 0,
                  NULL));
-    PQclear(db_q(c, "INSERT INTO presence VALUES ('ghost', 101, 50), ('ghost', 103, 7)", 0, NULL));
+    PQclear(pgtmp_db_q(c, "INSERT INTO presence VALUES ('ghost', 101, 50), ('ghost', 103, 7)", 0, NULL));
     set_local(oa, 101, 3);
     set_local(oa, 102, 1);
     set_local(ob, 101, 2);
@@ -675,12 +646,12 @@ static void test_presence(void **state)
     wait_others(ob, 102, 4, 4 * FOLLOW_HEARTBEAT_MS);
 
     follow_destroy(fb);
-    assert_int_equal(db_i64(c, "SELECT count(*) FROM presence WHERE instance_id = 'b'", 0, NULL), 0);
+    assert_int_equal(pgtmp_db_i64(c, "SELECT count(*) FROM presence WHERE instance_id = 'b'", 0, NULL), 0);
     wait_peers(oa, 0, FOLLOW_HEARTBEAT_MS + 1000);
     assert_int_equal(others_of(oa, 101), 0); /* alone: the others' are forgotten */
     follow_destroy(fa);
-    assert_int_equal(db_i64(c, "SELECT count(*) FROM presence WHERE instance_id = 'a'", 0, NULL), 0);
-    PQclear(db_q(c, "DELETE FROM instances", 0, NULL));
+    assert_int_equal(pgtmp_db_i64(c, "SELECT count(*) FROM presence WHERE instance_id = 'a'", 0, NULL), 0);
+    PQclear(pgtmp_db_q(c, "DELETE FROM instances", 0, NULL));
     PQfinish(c);
     pthread_mutex_destroy(&oa->lock);
     pthread_mutex_destroy(&ob->lock);

@@ -139,40 +139,11 @@ static void gate_open(void)
 
 /* ---- database and store helpers ---------------------------------------- */
 
-static PGconn *db_open(const char *ci)
-{
-    PGconn *c = PQconnectdb(ci);
-
-    if (PQstatus(c) != CONNECTION_OK)
-        fail_msg("connect: %s", PQerrorMessage(c));
-    return c;
-}
-
-static PGresult *db_q(PGconn *c, const char *sql, int n, const char *const *p)
-{
-    PGresult *res = PQexecParams(c, sql, n, NULL, p, NULL, NULL, 0);
-
-    if (PQresultStatus(res) != PGRES_TUPLES_OK && PQresultStatus(res) != PGRES_COMMAND_OK)
-        fail_msg("%s: %s", sql, PQerrorMessage(c));
-    return res;
-}
-
-static int64_t db_i64(PGconn *c, const char *sql, int n, const char *const *p)
-{
-    PGresult *res = db_q(c, sql, n, p);
-    int64_t v;
-
-    assert_int_equal(PQntuples(res), 1);
-    v = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
-    PQclear(res);
-    return v;
-}
-
 static void db_run(const char *ci, const char *sql)
 {
-    PGconn *c = db_open(ci);
+    PGconn *c = pgtmp_db_open(ci);
 
-    PQclear(db_q(c, sql, 0, NULL));
+    PQclear(pgtmp_db_q(c, sql, 0, NULL));
     PQfinish(c);
 }
 
@@ -383,7 +354,7 @@ static void test_array_literals_roundtrip(void **state)
                           quotes, printable};
     struct buf b = BUF_INIT;
     const char *p[1];
-    PGconn *c = db_open(conninfo);
+    PGconn *c = pgtmp_db_open(conninfo);
     PGresult *res;
 
     (void)state;
@@ -400,7 +371,7 @@ static void test_array_literals_roundtrip(void **state)
     }
     buf_append(&b, "}", 1);
     p[0] = b.data;
-    res = db_q(c, "SELECT k FROM unnest($1::text[]) WITH ORDINALITY AS t(k, i) ORDER BY i", 1, p);
+    res = pgtmp_db_q(c, "SELECT k FROM unnest($1::text[]) WITH ORDINALITY AS t(k, i) ORDER BY i", 1, p);
     assert_int_equal(PQntuples(res), ARRAY_LEN(keys));
     for (size_t i = 0; i < ARRAY_LEN(keys); i++) {
         assert_false(PQgetisnull(res, (int)i, 0));
@@ -469,12 +440,12 @@ static void test_op_fail_drops_events(void **state)
 
 static void assert_schema(const char *ci)
 {
-    PGconn *c = db_open(ci);
+    PGconn *c = pgtmp_db_open(ci);
 
-    assert_int_equal(db_i64(c, "SELECT count(*) FROM schema_migrations", 0, NULL), migrations_count);
-    assert_int_equal(db_i64(c, "SELECT max(version) FROM schema_migrations", 0, NULL),
+    assert_int_equal(pgtmp_db_i64(c, "SELECT count(*) FROM schema_migrations", 0, NULL), migrations_count);
+    assert_int_equal(pgtmp_db_i64(c, "SELECT max(version) FROM schema_migrations", 0, NULL),
                      migrations_src[migrations_count - 1].version);
-    assert_int_equal(db_i64(c,
+    assert_int_equal(pgtmp_db_i64(c,
                             "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public' "
                             "AND table_name IN ('sessions','participants','polls','votes','event_log')",
                             0, NULL),
@@ -544,7 +515,7 @@ static void test_session_create_and_conflict(void **state)
 {
     struct store *s = store_up(conninfo, 2, 0, "inst-a");
     struct store_op *a = session_op(), *b = session_op();
-    PGconn *c = db_open(conninfo);
+    PGconn *c = pgtmp_db_open(conninfo);
     const char *p[1] = {a->code};
 
     (void)state;
@@ -556,8 +527,8 @@ static void test_session_create_and_conflict(void **state)
     memcpy(b->code, a->code, sizeof(b->code));
     submit_wait(s, b);
     assert_int_equal(b->status, STORE_CONFLICT);
-    assert_int_equal(db_i64(c, "SELECT count(*) FROM sessions WHERE code = $1", 1, p), 1);
-    assert_int_equal(db_i64(c, "SELECT count(*) FROM sessions WHERE code = $1 AND title = 'A session' "
+    assert_int_equal(pgtmp_db_i64(c, "SELECT count(*) FROM sessions WHERE code = $1", 1, p), 1);
+    assert_int_equal(pgtmp_db_i64(c, "SELECT count(*) FROM sessions WHERE code = $1 AND title = 'A session' "
                                "AND state = 'open' AND seq = 0",
                             1, p),
                      1);
@@ -601,7 +572,7 @@ static void test_participant_create(void **state)
     int64_t sid = make_session(s);
     struct store_op *a = participant_op(sid, "Ann"), *anon = participant_op(sid, NULL);
     struct store_op *dup = participant_op(sid, "Bob");
-    PGconn *c = db_open(conninfo);
+    PGconn *c = pgtmp_db_open(conninfo);
     char id[STORE_I64_MAX];
     const char *p[1] = {id};
 
@@ -612,7 +583,7 @@ static void test_participant_create(void **state)
     submit_wait(s, anon);
     assert_int_equal(anon->status, STORE_OK);
     fmt_i64(id, anon->id);
-    assert_int_equal(db_i64(c, "SELECT count(*) FROM participants WHERE id = $1 AND name IS NULL", 1, p), 1);
+    assert_int_equal(pgtmp_db_i64(c, "SELECT count(*) FROM participants WHERE id = $1 AND name IS NULL", 1, p), 1);
     memcpy(dup->token_hash, a->token_hash, sizeof(dup->token_hash));
     submit_wait(s, dup);
     assert_int_equal(dup->status, STORE_CONFLICT);
@@ -631,7 +602,7 @@ static void assert_events(PGconn *c, int64_t sid, const char *const *types, cons
     PGresult *res;
 
     fmt_i64(sids, sid);
-    res = db_q(c,
+    res = pgtmp_db_q(c,
                "SELECT seq, type, payload->>'id', payload->>'seq', instance_id FROM event_log "
                "WHERE session_id = $1 ORDER BY seq",
                1, p);
@@ -645,7 +616,7 @@ static void assert_events(PGconn *c, int64_t sid, const char *const *types, cons
         assert_string_equal(PQgetvalue(res, i, 4), instance);
     }
     PQclear(res);
-    assert_int_equal(db_i64(c, "SELECT seq FROM sessions WHERE id = $1", 1, p), n);
+    assert_int_equal(pgtmp_db_i64(c, "SELECT seq FROM sessions WHERE id = $1", 1, p), n);
 }
 
 static void test_events_sequence(void **state)
@@ -654,7 +625,7 @@ static void test_events_sequence(void **state)
     struct store *s = store_up(conninfo, 2, 0, "inst-a");
     int64_t sid = make_session(s), seq = 0, poll = make_poll(s, sid, &seq);
     struct store_op *open, *close, *missing, *end, *quiet = poll_op(sid, POLL_MULTI, 3, 2);
-    PGconn *c = db_open(conninfo);
+    PGconn *c = pgtmp_db_open(conninfo);
     char pid[STORE_I64_MAX];
     const char *p[1] = {pid};
 
@@ -680,12 +651,12 @@ static void test_events_sequence(void **state)
     assert_int_equal(end->seq, 4);
     assert_events(c, sid, types, (int64_t[]){poll, poll, poll, 0}, 4, "inst-a");
     fmt_i64(pid, poll);
-    assert_int_equal(db_i64(c, "SELECT count(*) FROM polls WHERE id = $1 AND state = 'closed' "
+    assert_int_equal(pgtmp_db_i64(c, "SELECT count(*) FROM polls WHERE id = $1 AND state = 'closed' "
                                "AND opened_at IS NOT NULL AND closed_at >= opened_at",
                             1, p),
                      1);
     fmt_i64(pid, sid);
-    assert_int_equal(db_i64(c, "SELECT count(*) FROM sessions WHERE id = $1 AND state = 'closed' "
+    assert_int_equal(pgtmp_db_i64(c, "SELECT count(*) FROM sessions WHERE id = $1 AND state = 'closed' "
                                "AND closed_at IS NOT NULL",
                             1, p),
                      1);
@@ -754,7 +725,7 @@ static void test_events_two_instances(void **state)
     struct seq_job jobs[4];
     pthread_t t[4];
     bool seen[4 * ARRAY_LEN(jobs[0].ops) + 1] = {false};
-    PGconn *c = db_open(conninfo);
+    PGconn *c = pgtmp_db_open(conninfo);
     char sids[STORE_I64_MAX];
     const char *p[1] = {sids};
 
@@ -783,11 +754,11 @@ static void test_events_two_instances(void **state)
         }
     }
     fmt_i64(sids, sid);
-    assert_int_equal(db_i64(c, "SELECT count(*) FROM event_log WHERE session_id = $1", 1, p), ARRAY_LEN(seen) - 1);
-    assert_int_equal(db_i64(c, "SELECT max(seq) FROM event_log WHERE session_id = $1", 1, p), ARRAY_LEN(seen) - 1);
-    assert_int_equal(db_i64(c, "SELECT count(DISTINCT instance_id) FROM event_log WHERE session_id = $1", 1, p), 2);
+    assert_int_equal(pgtmp_db_i64(c, "SELECT count(*) FROM event_log WHERE session_id = $1", 1, p), ARRAY_LEN(seen) - 1);
+    assert_int_equal(pgtmp_db_i64(c, "SELECT max(seq) FROM event_log WHERE session_id = $1", 1, p), ARRAY_LEN(seen) - 1);
+    assert_int_equal(pgtmp_db_i64(c, "SELECT count(DISTINCT instance_id) FROM event_log WHERE session_id = $1", 1, p), 2);
     /* Each event row names the poll its operation created. */
-    assert_int_equal(db_i64(c,
+    assert_int_equal(pgtmp_db_i64(c,
                             "SELECT count(*) FROM event_log e JOIN polls p ON p.id = (e.payload->>'id')::bigint "
                             "WHERE e.session_id = $1 AND p.session_id = $1",
                             1, p),
@@ -1006,13 +977,13 @@ static void test_events_since_limit(void **state)
     int64_t sid = make_session(s);
     char sids[STORE_I64_MAX], total[STORE_I64_MAX];
     const char *p[2] = {sids, total};
-    PGconn *c = db_open(conninfo);
+    PGconn *c = pgtmp_db_open(conninfo);
     struct store_op *op;
 
     (void)state;
     fmt_i64(sids, sid);
     fmt_i64(total, STORE_EVENTS_MAX + 1);
-    PQclear(db_q(c,
+    PQclear(pgtmp_db_q(c,
                  "INSERT INTO event_log(session_id, seq, type, payload, instance_id) "
                  "SELECT $1, g, 'poll.created', jsonb_build_object('seq', g), 'bulk' "
                  "FROM generate_series(1, $2::bigint) AS g",
@@ -1051,7 +1022,7 @@ static struct store_op *prune(struct store *s, int64_t keep_s)
 
 static int64_t count_events(PGconn *c)
 {
-    return db_i64(c, "SELECT count(*) FROM event_log", 0, NULL);
+    return pgtmp_db_i64(c, "SELECT count(*) FROM event_log", 0, NULL);
 }
 
 static void test_events_prune(void **state)
@@ -1068,7 +1039,7 @@ static void test_events_prune(void **state)
     db_run(conninfo, "CREATE DATABASE prune_db");
     conninfo_db(ci, sizeof(ci), "prune_db");
     s = store_up(ci, 2, 0, "inst-a");
-    c = db_open(ci);
+    c = pgtmp_db_open(ci);
     sid = replay_fixture(s, want, &other);
     assert_int_equal(count_events(c), 6);
     op = prune(s, 86400);
@@ -1079,11 +1050,11 @@ static void test_events_prune(void **state)
     /* Two rows past the retention, one just inside it. */
     fmt_i64(sids, sid);
     fmt_i64(others, other);
-    PQclear(db_q(c,
+    PQclear(pgtmp_db_q(c,
                  "UPDATE event_log SET created_at = now() - interval '2 days' "
                  "WHERE session_id = $1 AND seq <= 2",
                  1, p));
-    PQclear(db_q(c,
+    PQclear(pgtmp_db_q(c,
                  "UPDATE event_log SET created_at = now() - interval '86340 seconds' "
                  "WHERE session_id = $1 AND seq = 1",
                  1, po));
@@ -1091,7 +1062,7 @@ static void test_events_prune(void **state)
     assert_int_equal(op->n_events, 2);
     store_op_free(op);
     assert_int_equal(count_events(c), 4);
-    assert_int_equal(db_i64(c, "SELECT min(seq) FROM event_log WHERE session_id = $1", 1, p), 3);
+    assert_int_equal(pgtmp_db_i64(c, "SELECT min(seq) FROM event_log WHERE session_id = $1", 1, p), 3);
     /* Replay after a prune starts past the gap; the caller sees seq 3 > 1. */
     op = events_since(s, sid, 0);
     assert_replay(op, want + 2, 2);
@@ -1142,14 +1113,14 @@ static int cmp_op_participant(const void *a, const void *b)
 /* The votes table holds exactly the acknowledged votes of this poll. */
 static void assert_votes_table(int64_t poll, struct store_op **ops, unsigned n)
 {
-    PGconn *c = db_open(conninfo);
+    PGconn *c = pgtmp_db_open(conninfo);
     char pid[STORE_I64_MAX];
     const char *p[1] = {pid};
     PGresult *res;
 
     fmt_i64(pid, poll);
     qsort(ops, n, sizeof(ops[0]), cmp_op_participant);
-    res = db_q(c,
+    res = pgtmp_db_q(c,
                "SELECT participant_id, id, idem_key, choices::text, session_id FROM votes "
                "WHERE poll_id = $1 ORDER BY participant_id",
                1, p);
@@ -1325,7 +1296,7 @@ static void test_fresh_votes(void **state)
     int64_t sid = make_session(s), seq0, p1 = make_poll(s, sid, &seq0);
     int64_t u1 = make_participant(s, sid), u2 = make_participant(s, sid), u3 = make_participant(s, sid);
     struct store_op *first = vote_op(sid, p1, u1, "k1", (uint8_t[]){0}, 1), *g, *ops[5];
-    PGconn *c = db_open(conninfo);
+    PGconn *c = pgtmp_db_open(conninfo);
     char sq[STORE_I64_MAX];
 
     (void)state;
@@ -1367,9 +1338,9 @@ static void test_fresh_votes(void **state)
     assert_int_equal(atomic_load(&s->n_failed_batches), 0);
     assert_votes_table(p1, (struct store_op *[]){first, ops[0], ops[1]}, 3);
     fmt_i64(sq, sid);
-    assert_int_equal(db_i64(c, "SELECT count(*) FROM event_log WHERE session_id = $1", 1,
+    assert_int_equal(pgtmp_db_i64(c, "SELECT count(*) FROM event_log WHERE session_id = $1", 1,
                             (const char *[]){sq}), seq0 + 1);
-    assert_int_equal(db_i64(c, "SELECT count(*) FROM polls WHERE session_id = $1", 1, (const char *[]){sq}), 2);
+    assert_int_equal(pgtmp_db_i64(c, "SELECT count(*) FROM polls WHERE session_id = $1", 1, (const char *[]){sq}), 2);
     for (int i = 0; i < 5; i++)
         store_op_free(ops[i]);
     store_op_free(first);
@@ -1385,7 +1356,7 @@ static void test_refused_op_isolated(void **state)
     int64_t u1 = make_participant(s, sid), u2 = make_participant(s, sid);
     struct store_op *g, *ops[5];
     uint64_t failed;
-    PGconn *c = db_open(conninfo);
+    PGconn *c = pgtmp_db_open(conninfo);
 
     (void)state;
     ops[0] = vote_op(sid, poll, u1, "good", (uint8_t[]){0}, 1);
@@ -1408,7 +1379,7 @@ static void test_refused_op_isolated(void **state)
     assert_int_equal(ops[4]->status, STORE_OK);
     assert_true(store_available(s)); /* the connection survived */
     assert_votes_table(poll, (struct store_op *[]){ops[0], ops[2]}, 2);
-    assert_int_equal(db_i64(c, "SELECT count(*) FROM event_log WHERE session_id > 1000000", 0, NULL), 0);
+    assert_int_equal(pgtmp_db_i64(c, "SELECT count(*) FROM event_log WHERE session_id > 1000000", 0, NULL), 0);
     for (size_t i = 0; i < ARRAY_LEN(ops); i++)
         store_op_free(ops[i]);
     store_op_free(g);
@@ -1559,7 +1530,7 @@ static void test_stop_commits_queued(void **state)
     struct store *s = store_up(conninfo, 2, 0, "inst-a");
     int64_t sid = make_session(s);
     struct store_op *ops[N], *late = participant_op(sid, NULL);
-    PGconn *c = db_open(conninfo);
+    PGconn *c = pgtmp_db_open(conninfo);
     char sids[STORE_I64_MAX];
     const char *p[1] = {sids};
 
@@ -1577,7 +1548,7 @@ static void test_stop_commits_queued(void **state)
         store_op_free(ops[i]);
     }
     fmt_i64(sids, sid);
-    assert_int_equal(db_i64(c, "SELECT count(*) FROM participants WHERE session_id = $1", 1, p), N);
+    assert_int_equal(pgtmp_db_i64(c, "SELECT count(*) FROM participants WHERE session_id = $1", 1, p), N);
     assert_false(store_submit(s, late));
     assert_false(store_available(s));
     store_stop(s); /* twice is harmless */
@@ -1820,8 +1791,8 @@ static void assert_session_events(PGconn *c, int64_t sid, int64_t seq, int64_t r
     const char *p[1] = {sids};
 
     fmt_i64(sids, sid);
-    assert_int_equal(db_i64(c, "SELECT seq FROM sessions WHERE id = $1", 1, p), seq);
-    assert_int_equal(db_i64(c, "SELECT count(*) FROM event_log WHERE session_id = $1", 1, p), rows);
+    assert_int_equal(pgtmp_db_i64(c, "SELECT seq FROM sessions WHERE id = $1", 1, p), seq);
+    assert_int_equal(pgtmp_db_i64(c, "SELECT count(*) FROM event_log WHERE session_id = $1", 1, p), rows);
 }
 
 static const char *poll_state_of(PGconn *c, int64_t poll, char out[16])
@@ -1831,7 +1802,7 @@ static const char *poll_state_of(PGconn *c, int64_t poll, char out[16])
     PGresult *res;
 
     fmt_i64(pid, poll);
-    res = db_q(c, "SELECT state FROM polls WHERE id = $1", 1, p);
+    res = pgtmp_db_q(c, "SELECT state FROM polls WHERE id = $1", 1, p);
     assert_int_equal(PQntuples(res), 1);
     copy_str(out, 16, PQgetvalue(res, 0, 0));
     PQclear(res);
@@ -1846,7 +1817,7 @@ static void test_state_change_conflict(void **state)
     int64_t sid = make_session(s), other = make_session(s), seq = 0;
     int64_t poll = make_poll(s, sid, &seq), draft, foreign;
     struct store_op *op;
-    PGconn *c = db_open(conninfo);
+    PGconn *c = pgtmp_db_open(conninfo);
     char st[16];
 
     (void)state;
@@ -1923,7 +1894,7 @@ static void test_state_change_conflict(void **state)
         char sids[STORE_I64_MAX];
 
         fmt_i64(sids, sid);
-        assert_int_equal(db_i64(c,
+        assert_int_equal(pgtmp_db_i64(c,
                                 "SELECT count(*) FROM event_log WHERE session_id = $1 "
                                 "AND type IN ('poll.opened', 'poll.closed', 'session.closed')",
                                 1, (const char *[]){sids}),
@@ -1974,7 +1945,7 @@ static void test_close_counts(void **state)
     static const uint8_t choices[3][2] = {{0, 1}, {1}, {2}};
     static const uint32_t n_choices[3] = {2, 1, 1};
     struct close_seen seen = {PTHREAD_MUTEX_INITIALIZER, 3, 0, false, ""};
-    PGconn *c = db_open(conninfo);
+    PGconn *c = pgtmp_db_open(conninfo);
     char sids[STORE_I64_MAX], seqs[STORE_I64_MAX], want[512];
     PGresult *res;
 
@@ -2030,7 +2001,7 @@ static void test_close_counts(void **state)
     pthread_mutex_unlock(&seen.lock);
     fmt_i64(sids, sid);
     fmt_i64(seqs, op->seq);
-    res = db_q(c,
+    res = pgtmp_db_q(c,
                "SELECT type, payload = $3::jsonb, payload->>'counts', instance_id FROM event_log "
                "WHERE session_id = $1 AND seq = $2",
                3, (const char *[]){sids, seqs, want});
@@ -2047,15 +2018,15 @@ static void test_close_counts(void **state)
     seen.calls = 0;
     store_op_free(change_state(s, STORE_POLL_OPEN, other, q->id));
     {
-        PGconn *side = db_open(conninfo);
+        PGconn *side = pgtmp_db_open(conninfo);
         char qid[STORE_I64_MAX], oid[STORE_I64_MAX], wid[STORE_I64_MAX];
         int64_t waiting = 0;
 
         fmt_i64(qid, q->id);
         fmt_i64(oid, other);
         fmt_i64(wid, make_participant(s, other));
-        PQclear(db_q(side, "BEGIN", 0, NULL));
-        PQclear(db_q(side,
+        PQclear(pgtmp_db_q(side, "BEGIN", 0, NULL));
+        PQclear(pgtmp_db_q(side,
                      "INSERT INTO votes(session_id, poll_id, participant_id, choices, idem_key) "
                      "VALUES ($1, $2, $3, '{1,2}', 'in flight')",
                      3, (const char *[]){oid, qid, wid}));
@@ -2068,7 +2039,7 @@ static void test_close_counts(void **state)
         assert_true(store_submit(s, op));
         /* The writer waits on the poll row the vote's foreign key holds. */
         for (unsigned ms = 0; waiting == 0 && ms < 10000; ms += 10) {
-            waiting = db_i64(c,
+            waiting = pgtmp_db_i64(c,
                              "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
                              "'tallyd-writer inst-a' AND wait_event_type = 'Lock'",
                              0, NULL);
@@ -2077,7 +2048,7 @@ static void test_close_counts(void **state)
         }
         assert_int_equal(waiting, 1);
         assert_int_equal(tracker_count(), 0);
-        PQclear(db_q(side, "COMMIT", 0, NULL));
+        PQclear(pgtmp_db_q(side, "COMMIT", 0, NULL));
         PQfinish(side);
         wait_done(1);
     }
@@ -2213,7 +2184,7 @@ static void test_poll_counts_from_base(void **state)
     struct store *s = store_up(conninfo, 2, 0, "inst-a");
     int64_t sid = make_session(s), poll = make_poll(s, sid, NULL), u[6], late_id;
     struct store_count_base b = {0};
-    PGconn *side = db_open(conninfo);
+    PGconn *side = pgtmp_db_open(conninfo);
     char sq[STORE_I64_MAX], pq[STORE_I64_MAX], uq[STORE_I64_MAX];
     struct store_op *op;
 
@@ -2234,9 +2205,9 @@ static void test_poll_counts_from_base(void **state)
     fmt_i64(sq, sid);
     fmt_i64(pq, poll);
     fmt_i64(uq, u[2]);
-    PQclear(db_q(side, "BEGIN", 0, NULL));
-    PQclear(db_q(side, "SELECT txid_current()", 0, NULL));
-    late_id = db_i64(side,
+    PQclear(pgtmp_db_q(side, "BEGIN", 0, NULL));
+    PQclear(pgtmp_db_q(side, "SELECT txid_current()", 0, NULL));
+    late_id = pgtmp_db_i64(side,
                      "INSERT INTO votes(session_id, poll_id, participant_id, choices, idem_key) "
                      "VALUES ($1, $2, $3, '{2}', 'late') RETURNING id",
                      3, (const char *[]){sq, pq, uq});
@@ -2251,7 +2222,7 @@ static void test_poll_counts_from_base(void **state)
         counts_from(s, poll, &b, 4, (const uint64_t[4]){1, 1, 0, 2});
         assert_true(b.id < late_id); /* not settled past what is in flight */
     }
-    PQclear(db_q(side, "COMMIT", 0, NULL));
+    PQclear(pgtmp_db_q(side, "COMMIT", 0, NULL));
     counts_from(s, poll, &b, 5, (const uint64_t[4]){1, 1, 1, 2});
 
     /* Nothing in flight: two reads later the base holds every vote. */
@@ -2461,22 +2432,22 @@ static void test_start_ends_previous_writers(void **state)
     struct store *other = store_up(conninfo, 1, 0, "inst-other");
     struct store *fresh;
     char pid[2][STORE_I64_MAX], opid[STORE_I64_MAX];
-    PGconn *c = db_open(conninfo);
+    PGconn *c = pgtmp_db_open(conninfo);
 
     (void)state;
     /* The writers idle: their connections are not touched while we read. */
     for (unsigned i = 0; i < 2; i++)
         fmt_i64(pid[i], PQbackendPID(old->writers[i].conn));
     fmt_i64(opid, PQbackendPID(other->writers[0].conn));
-    assert_int_equal(db_i64(c, "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+    assert_int_equal(pgtmp_db_i64(c, "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
                                "'tallyd-writer inst-prev'", 0, NULL), 2);
     fresh = store_up(conninfo, 1, 0, "inst-prev");
     for (unsigned i = 0; i < 2; i++)
-        assert_int_equal(db_i64(c, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1::int", 1,
+        assert_int_equal(pgtmp_db_i64(c, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1::int", 1,
                                 (const char *[]){pid[i]}), 0);
-    assert_int_equal(db_i64(c, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1::int", 1,
+    assert_int_equal(pgtmp_db_i64(c, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1::int", 1,
                             (const char *[]){opid}), 1);
-    assert_int_equal(db_i64(c, "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+    assert_int_equal(pgtmp_db_i64(c, "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
                                "'tallyd-writer inst-prev'", 0, NULL), 1);
     PQfinish(c);
     store_destroy(fresh);
@@ -2517,12 +2488,12 @@ static void wait_xid_committed(int64_t xid)
 {
     char x[STORE_I64_MAX];
     const char *p[1] = {x};
-    PGconn *side = db_open(conninfo);
+    PGconn *side = pgtmp_db_open(conninfo);
     bool done = false;
 
     fmt_i64(x, xid);
     for (unsigned i = 0; i < 1000 && !done; i++) {
-        PGresult *res = db_q(side, "SELECT txid_status($1::bigint) = 'committed'", 1, p);
+        PGresult *res = pgtmp_db_q(side, "SELECT txid_status($1::bigint) = 'committed'", 1, p);
 
         done = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
         PQclear(res);
@@ -2537,13 +2508,13 @@ static void kill_backend(int pid)
 {
     char s[STORE_I64_MAX];
     const char *p[1] = {s};
-    PGconn *side = db_open(conninfo);
+    PGconn *side = pgtmp_db_open(conninfo);
     int64_t left = 1;
 
     fmt_i64(s, pid);
-    PQclear(db_q(side, "SELECT pg_terminate_backend($1::int)", 1, p));
+    PQclear(pgtmp_db_q(side, "SELECT pg_terminate_backend($1::int)", 1, p));
     for (unsigned i = 0; i < 1000 && left > 0; i++) {
-        left = db_i64(side, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1::int", 1, p);
+        left = pgtmp_db_i64(side, "SELECT count(*) FROM pg_stat_activity WHERE pid = $1::int", 1, p);
         if (left > 0)
             usleep(10 * 1000);
     }
@@ -2554,12 +2525,12 @@ static void kill_backend(int pid)
 /* Commits a transaction of its own and returns its id. */
 static int64_t other_committed_xid(void)
 {
-    PGconn *side = db_open(conninfo);
+    PGconn *side = pgtmp_db_open(conninfo);
     int64_t xid;
 
-    PQclear(db_q(side, "BEGIN", 0, NULL));
-    xid = db_i64(side, "SELECT txid_current()", 0, NULL);
-    PQclear(db_q(side, "COMMIT", 0, NULL));
+    PQclear(pgtmp_db_q(side, "BEGIN", 0, NULL));
+    xid = pgtmp_db_i64(side, "SELECT txid_current()", 0, NULL);
+    PQclear(pgtmp_db_q(side, "COMMIT", 0, NULL));
     PQfinish(side);
     return xid;
 }
@@ -2597,7 +2568,7 @@ static void check_cut(enum cut_mode mode, bool committed, bool rechecked)
     struct store *s = store_up(conninfo, 1, 0, "inst-a");
     int64_t sid = make_session(s), seq0, poll = make_poll(s, sid, &seq0), u = make_participant(s, sid);
     struct store_op *g, *ops[2];
-    PGconn *c = db_open(conninfo);
+    PGconn *c = pgtmp_db_open(conninfo);
     char sq[STORE_I64_MAX];
     const char *p[1] = {sq};
 
@@ -2627,9 +2598,9 @@ static void check_cut(enum cut_mode mode, bool committed, bool rechecked)
     assert_int_equal(ops[1]->seq, seq0 + 1);
     fmt_i64(sq, sid);
     /* One event each, no gap, no repeat: the retried run reused the seq. */
-    assert_int_equal(db_i64(c, "SELECT count(*) FROM event_log WHERE session_id = $1", 1, p), seq0 + 1);
-    assert_int_equal(db_i64(c, "SELECT max(seq) FROM event_log WHERE session_id = $1", 1, p), seq0 + 1);
-    assert_int_equal(db_i64(c, "SELECT count(*) FROM polls WHERE session_id = $1", 1, p), 2);
+    assert_int_equal(pgtmp_db_i64(c, "SELECT count(*) FROM event_log WHERE session_id = $1", 1, p), seq0 + 1);
+    assert_int_equal(pgtmp_db_i64(c, "SELECT max(seq) FROM event_log WHERE session_id = $1", 1, p), seq0 + 1);
+    assert_int_equal(pgtmp_db_i64(c, "SELECT count(*) FROM polls WHERE session_id = $1", 1, p), 2);
     assert_true(store_available(s));
     if (cut.kept_fd >= 0)
         close(cut.kept_fd);
