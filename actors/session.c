@@ -34,7 +34,7 @@ struct session *session__new(struct actors *as, int64_t id, const char *code, co
     s->id = id;
     memcpy(s->code, code, API_CODE_LEN + 1);
     s->title = xstrdup(title ? title : "");
-    snprintf(s->created_at, sizeof(s->created_at), "%s", created_at ? created_at : "");
+    str_copy(s->created_at, sizeof(s->created_at), created_at ? created_at : "");
     memcpy(s->presenter_hash, presenter_hash, TOKEN_HASH_BYTES);
     s->poll_by_id = hmap_create(16);
     s->part_by_token = hmap_create(64);

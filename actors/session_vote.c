@@ -194,11 +194,19 @@ static void vote_reply(const struct session *s, struct api_req *req, int status,
     const char *at = vote_created_at(s, v);
     size_t len;
 
-    buf_printf(&b, "{\"vote\":{\"id\":%" PRId64 ",\"poll_id\":%" PRId64 ",\"participant_id\":%" PRId64
-                   ",\"choice\":[",
-               v->id, v->poll_id, v->participant_id);
-    for (uint8_t i = 0; i < v->n_choices; i++)
-        buf_printf(&b, "%s%u", i ? "," : "", (unsigned)v->choices[i]);
+    buf_reserve(&b, 160);
+    buf_append_str(&b, "{\"vote\":{\"id\":");
+    buf_append_i64(&b, v->id);
+    buf_append_str(&b, ",\"poll_id\":");
+    buf_append_i64(&b, v->poll_id);
+    buf_append_str(&b, ",\"participant_id\":");
+    buf_append_i64(&b, v->participant_id);
+    buf_append_str(&b, ",\"choice\":[");
+    for (uint8_t i = 0; i < v->n_choices; i++) {
+        if (i > 0)
+            buf_append(&b, ",", 1);
+        buf_append_i64(&b, v->choices[i]);
+    }
     buf_append_str(&b, "],\"created_at\":");
     buf_append_json_str(&b, at, strlen(at));
     buf_append_str(&b, "}}");
@@ -255,7 +263,7 @@ static void vote_send(struct session *s, struct participant *pt, struct poll *p,
     op->vote.participant_id = pt->id;
     memcpy(op->vote.choices, req->choices, req->n_choices);
     op->vote.n_choices = req->n_choices;
-    snprintf(op->vote.idem_key, sizeof(op->vote.idem_key), "%s", req->idem_key);
+    str_copy(op->vote.idem_key, sizeof(op->vote.idem_key), req->idem_key);
     /* Memory holds every vote of a participant who joined since the load. */
     op->vote_fresh = !pt->loaded;
     op->vote_checked = session__shared(s); /* another instance may close the poll */
@@ -301,7 +309,7 @@ static bool vote_check_key(struct session *s, struct participant *pt, struct api
     op->session_id = s->id;
     op->id = pt - s->parts; /* the participant's index: the array only grows */
     op->vote.participant_id = pt->id;
-    snprintf(op->vote.idem_key, sizeof(op->vote.idem_key), "%s", req->idem_key);
+    str_copy(op->vote.idem_key, sizeof(op->vote.idem_key), req->idem_key);
     if (!store_submit(s->as->store, op)) {
         store_op_free(op);
         session__reply_503(req, "storage_unavailable", "storage is unavailable; try again");

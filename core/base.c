@@ -67,6 +67,14 @@ char *xstrdup(const char *s)
     return xstrndup(s, strlen(s));
 }
 
+void str_copy(char *dst, size_t cap, const char *src)
+{
+    TALLY_ASSERT(dst != NULL && cap > 0);
+    size_t n = src ? strnlen(src, cap - 1) : 0;
+    memcpy(dst, src ? src : "", n);
+    dst[n] = '\0';
+}
+
 char *xstrndup(const char *s, size_t len)
 {
     TALLY_ASSERT(s != NULL || len == 0);

@@ -40,6 +40,11 @@ void *xaligned_alloc(size_t align, size_t n);
 char *xstrdup(const char *s);
 /** Copies len bytes and appends a NUL, or aborts. */
 char *xstrndup(const char *s, size_t len);
+/**
+ * Copies src (NULL: "") into dst of cap > 0 bytes, cut to fit and always
+ * NUL-terminated, as snprintf(dst, cap, "%s", src) does without its cost.
+ */
+void str_copy(char *dst, size_t cap, const char *src);
 
 /** Monotonic clock in milliseconds / nanoseconds (CLOCK_MONOTONIC). */
 uint64_t clock_now_ms(void);

@@ -46,6 +46,23 @@ void buf_append_str(struct buf *b, const char *s)
     buf_append(b, s, strlen(s));
 }
 
+/* The hot replies (a vote, an HTTP head) are mostly integers; vfprintf's
+ * set-up was 5% of the network and actor threads' time under HTTP votes. */
+void buf_append_i64(struct buf *b, long long v)
+{
+    char tmp[24];
+    size_t i = sizeof(tmp);
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+
+    do {
+        tmp[--i] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    if (v < 0)
+        tmp[--i] = '-';
+    buf_append(b, tmp + i, sizeof(tmp) - i);
+}
+
 void buf_printf(struct buf *b, const char *fmt, ...)
 {
     va_list ap;

@@ -22,6 +22,8 @@ void buf_reserve(struct buf *b, size_t extra);
 void buf_append(struct buf *b, const void *p, size_t n);
 /** Appends a NUL-terminated string without its NUL. */
 void buf_append_str(struct buf *b, const char *s);
+/** Appends an integer in decimal (what "%lld" writes, without printf's cost). */
+void buf_append_i64(struct buf *b, long long v);
 /** Appends printf-formatted text. */
 void buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /**

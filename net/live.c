@@ -85,7 +85,7 @@ static void unsubscribe(struct net_thread *t, const char *code, int64_t session_
                         bool is_participant, int64_t subscriber_id)
 {
     struct api_req *req = api_req_new(API_UNSUBSCRIBE);
-    snprintf(req->code, sizeof(req->code), "%s", code);
+    str_copy(req->code, sizeof(req->code), code);
     req->session_id = session_id;
     req->is_participant = is_participant;
     req->subscriber_id = subscriber_id;
@@ -130,12 +130,12 @@ static bool subscribe(struct net_thread *t, struct conn *c, const struct http_re
         return false;
     }
     struct api_req *req = api_req_new(API_SUBSCRIBE);
-    snprintf(req->code, sizeof(req->code), "%s", rm->code);
+    str_copy(req->code, sizeof(req->code), rm->code);
     apireq_token(hr, req->token);
     req->since = since;
     req->format = fmt;
-    snprintf(c->code, sizeof(c->code), "%s", rm->code);
-    snprintf(c->token, sizeof(c->token), "%s", req->token);
+    str_copy(c->code, sizeof(c->code), rm->code);
+    str_copy(c->token, sizeof(c->token), req->token);
     c->waiting = true;
     net__submit(t, c, req, NET_TAG_SUBSCRIBE);
     return true;
@@ -316,7 +316,7 @@ static const char *vote_fields(json_t *j, struct api_req *req)
     }
     req->n_choices = (uint32_t)n;
     req->poll_id = json_integer_value(poll);
-    snprintf(req->idem_key, sizeof(req->idem_key), "%s", json_string_value(id));
+    str_copy(req->idem_key, sizeof(req->idem_key), json_string_value(id));
     return NULL;
 }
 
@@ -350,7 +350,7 @@ static void ws_message(struct net_thread *t, struct conn *c, enum ws_opcode op,
     } else if (c->ws_votes >= LIVE_WS_VOTES_MAX || t->inflight >= NET_INFLIGHT_MAX) {
         ws_error(t, c, idv, "busy", "too many votes in progress on this connection");
     } else {
-        snprintf(req->token, sizeof(req->token), "%s", c->token);
+        str_copy(req->token, sizeof(req->token), c->token);
         c->ws_votes++;
         net__submit(t, c, req, NET_TAG_WS_VOTE);
         req = NULL;

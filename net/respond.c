@@ -74,10 +74,18 @@ void respond_write_ex(struct buf *out, int status, const char *content_type,
     /* 204 and 304 never have a body (RFC 9110 §15.3.5, §15.4.5). */
     bool no_body = status == 204 || status == 304;
     TALLY_ASSERT(!no_body || body_len == 0);
-    buf_printf(out, "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n", status, respond_reason(status),
-               content_type ? content_type : "application/json");
-    if (!no_body)
-        buf_printf(out, "Content-Length: %zu\r\n", body_len);
+    buf_append_str(out, "HTTP/1.1 ");
+    buf_append_i64(out, status);
+    buf_append(out, " ", 1);
+    buf_append_str(out, respond_reason(status));
+    buf_append_str(out, "\r\nContent-Type: ");
+    buf_append_str(out, content_type ? content_type : "application/json");
+    buf_append_str(out, "\r\n");
+    if (!no_body) {
+        buf_append_str(out, "Content-Length: ");
+        buf_append_i64(out, (long long)body_len);
+        buf_append_str(out, "\r\n");
+    }
     buf_append_str(out, keep_alive ? "Connection: keep-alive\r\n" : "Connection: close\r\n");
     if (retry_after_s > 0)
         buf_printf(out, "Retry-After: %u\r\n", retry_after_s);

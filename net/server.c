@@ -1228,6 +1228,11 @@ static void *net_worker_boot(void *arg)
 {
     struct worker_start *ws = arg;
     struct net_worker *w = ws->w;
+    char name[16];
+    /* Named so that per-thread CPU (top -H, /proc/PID/task) tells the network
+     * threads from the actors and the storage writers. */
+    snprintf(name, sizeof(name), "tally-net%u", (unsigned)(w - w->srv->workers));
+    pthread_setname_np(pthread_self(), name);
     /* Rings are made on the thread that submits to them (SINGLE_ISSUER). */
     int rc = worker_rings_init(w);
     pthread_mutex_lock(&ws->mu);

@@ -354,6 +354,7 @@ static void *follow_main(void *arg)
 {
     struct follow *f = arg;
 
+    pthread_setname_np(pthread_self(), "tally-follow");
     while (!atomic_load(&f->stop)) {
         if (f->conn == NULL && !follow_connect(f)) {
             follow_sleep(f, FOLLOW_RETRY_MS);

@@ -181,11 +181,6 @@ static int64_t parse_i64(const char *s)
     return strtoll(s, NULL, 10);
 }
 
-static void copy_str(char *dst, size_t n, const char *src)
-{
-    snprintf(dst, n, "%s", src ? src : "");
-}
-
 static void sleep_until(struct timespec *ts, unsigned ms)
 {
     clock_gettime(CLOCK_REALTIME, ts);
@@ -245,10 +240,14 @@ static bool parse_choices(const char *s, uint8_t out[API_CHOICES_MAX], uint32_t 
 static void append_text_elem(struct buf *b, const char *s)
 {
     buf_append(b, "\"", 1);
-    for (const char *p = s; *p; p++) {
-        if (*p == '"' || *p == '\\')
+    for (const char *p = s; *p;) {
+        size_t run = strcspn(p, "\"\\");
+        buf_append(b, p, run);
+        p += run;
+        if (*p) { /* a quote or a backslash, escaped */
             buf_append(b, "\\", 1);
-        buf_append(b, p, 1);
+            buf_append(b, p++, 1);
+        }
     }
     buf_append(b, "\"", 1);
 }
@@ -258,8 +257,11 @@ static void append_choices(struct buf *b, const uint8_t *choices, uint32_t n)
 {
     TALLY_ASSERT(n <= API_CHOICES_MAX);
     buf_append(b, "{", 1);
-    for (uint32_t i = 0; i < n; i++)
-        buf_printf(b, i ? ",%u" : "%u", (unsigned)choices[i]);
+    for (uint32_t i = 0; i < n; i++) {
+        if (i > 0)
+            buf_append(b, ",", 1);
+        buf_append_i64(b, choices[i]);
+    }
     buf_append(b, "}", 1);
 }
 
@@ -349,7 +351,7 @@ static bool run_session_create(PGconn *c, struct store_op *op)
         op->status = STORE_CONFLICT;
     } else {
         op->id = op->session_id = parse_i64(PQgetvalue(res, 0, 0));
-        copy_str(op->created_at, sizeof(op->created_at), PQgetvalue(res, 0, 1));
+        str_copy(op->created_at, sizeof(op->created_at), PQgetvalue(res, 0, 1));
     }
     PQclear(res);
     return true;
@@ -372,7 +374,7 @@ static bool run_participant_create(PGconn *c, struct store_op *op)
         op->status = STORE_CONFLICT;
     } else {
         op->id = parse_i64(PQgetvalue(res, 0, 0));
-        copy_str(op->created_at, sizeof(op->created_at), PQgetvalue(res, 0, 1));
+        str_copy(op->created_at, sizeof(op->created_at), PQgetvalue(res, 0, 1));
     }
     PQclear(res);
     return true;
@@ -416,7 +418,7 @@ static bool run_poll_create(PGconn *c, struct store_op *op)
         return false;
     TALLY_ASSERT(PQntuples(res) == 1);
     op->id = parse_i64(PQgetvalue(res, 0, 0));
-    copy_str(op->created_at, sizeof(op->created_at), PQgetvalue(res, 0, 1));
+    str_copy(op->created_at, sizeof(op->created_at), PQgetvalue(res, 0, 1));
     PQclear(res);
     return true;
 }
@@ -659,7 +661,7 @@ static bool run_state_change(PGconn *c, struct store_op *op)
         PQclear(res);
         return state_refused(c, op);
     }
-    copy_str(op->created_at, sizeof(op->created_at), PQgetvalue(res, 0, 0));
+    str_copy(op->created_at, sizeof(op->created_at), PQgetvalue(res, 0, 0));
     PQclear(res);
     return op->kind != STORE_POLL_CLOSE || run_poll_counts(c, op);
 }
@@ -670,7 +672,7 @@ static bool vote_from_row(const PGresult *res, int row, struct store_vote *v)
     v->id = parse_i64(PQgetvalue(res, row, 0));
     v->session_id = parse_i64(PQgetvalue(res, row, 1));
     v->poll_id = parse_i64(PQgetvalue(res, row, 2));
-    copy_str(v->created_at, sizeof(v->created_at), PQgetvalue(res, row, 4));
+    str_copy(v->created_at, sizeof(v->created_at), PQgetvalue(res, row, 4));
     if (!parse_choices(PQgetvalue(res, row, 3), v->choices, &v->n_choices)) {
         log_error("store: vote %" PRId64 " has malformed choices %s", v->id, PQgetvalue(res, row, 3));
         return false;
@@ -704,7 +706,7 @@ static int vote_find(PGconn *c, struct store_vote *v, bool by_key)
     if (found) {
         if (!vote_from_row(res, 0, v))
             found = -1;
-        copy_str(v->idem_key, sizeof(v->idem_key), PQgetvalue(res, 0, 5));
+        str_copy(v->idem_key, sizeof(v->idem_key), PQgetvalue(res, 0, 5));
     }
     PQclear(res);
     return found;
@@ -773,7 +775,7 @@ static bool run_events_since(PGconn *c, const char *instance_id, struct store_op
         struct store_event *e = &op->events[r];
 
         e->seq = parse_i64(PQgetvalue(res, r, 0));
-        copy_str(e->type, sizeof(e->type), PQgetvalue(res, r, 1));
+        str_copy(e->type, sizeof(e->type), PQgetvalue(res, r, 1));
         e->payload = xstrndup(PQgetvalue(res, r, 2), (size_t)PQgetlength(res, r, 2));
         e->own = PQgetvalue(res, r, 3)[0] == 't';
         TALLY_ASSERT(r == 0 || e->seq > op->events[r - 1].seq);
@@ -927,9 +929,12 @@ static void build_vote_arrays(struct store_writer *w, unsigned n)
         const struct store_vote *v = &w->votes[i].op->vote;
         const char *sep = i ? "," : "";
 
-        buf_printf(&w->arr[0], "%s%" PRId64, sep, v->session_id);
-        buf_printf(&w->arr[1], "%s%" PRId64, sep, v->poll_id);
-        buf_printf(&w->arr[2], "%s%" PRId64, sep, v->participant_id);
+        buf_append_str(&w->arr[0], sep);
+        buf_append_i64(&w->arr[0], v->session_id);
+        buf_append_str(&w->arr[1], sep);
+        buf_append_i64(&w->arr[1], v->poll_id);
+        buf_append_str(&w->arr[2], sep);
+        buf_append_i64(&w->arr[2], v->participant_id);
         buf_append_str(&w->arr[3], sep);
         buf_append(&w->arr[3], "\"", 1);
         append_choices(&w->arr[3], v->choices, v->n_choices);
@@ -974,8 +979,8 @@ static unsigned match_inserted(struct store_writer *w, unsigned n, const PGresul
             op->status = STORE_OK;
             op->vote.id = row->id;
             op->id = row->id;
-            copy_str(op->vote.created_at, sizeof(op->vote.created_at), row->created_at);
-            copy_str(op->created_at, sizeof(op->created_at), row->created_at);
+            str_copy(op->vote.created_at, sizeof(op->vote.created_at), row->created_at);
+            str_copy(op->created_at, sizeof(op->created_at), row->created_at);
             matched++;
         }
     }
@@ -1236,7 +1241,7 @@ static bool batch_begin(struct store_writer *w, unsigned n)
     ok = PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 1;
     if (ok) {
         w->xid = parse_i64(PQgetvalue(res, 0, 0));
-        copy_str(w->now, sizeof(w->now), PQgetvalue(res, 0, 1));
+        str_copy(w->now, sizeof(w->now), PQgetvalue(res, 0, 1));
     }
     else
         log_warn("store: BEGIN failed: %s", pq_msg(w->conn, res, err));
@@ -1377,7 +1382,7 @@ static enum batch_end run_vote_batch(struct store_writer *w, unsigned n)
             PQntuples(r[1]) == 1;
     if (begun) {
         w->xid = parse_i64(PQgetvalue(r[1], 0, 0));
-        copy_str(w->now, sizeof(w->now), PQgetvalue(r[1], 0, 1));
+        str_copy(w->now, sizeof(w->now), PQgetvalue(r[1], 0, 1));
         stored = votes_inserted(w, n, r[2], plain);
     } else if (piped) {
         log_warn("store: BEGIN failed: %s",
@@ -2001,6 +2006,10 @@ static void *writer_main(void *arg)
 {
     struct store_writer *w = arg;
     unsigned backoff_ms = STORE_BACKOFF_MIN_MS;
+    char name[16];
+
+    snprintf(name, sizeof(name), "tally-store%u", w->index % 100);
+    pthread_setname_np(pthread_self(), name);
 
     for (;;) {
         unsigned n;

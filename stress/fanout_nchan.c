@@ -31,6 +31,7 @@
 #include <time.h>
 
 #include "core/base.h"
+#include "stress/engine.h"
 #include "stress/fanout_common.h"
 #include "stress/hist.h"
 #include "stress/httpc.h"
@@ -55,6 +56,7 @@ struct nf_opts {
     char channel[NF_CHANNEL_MAX];
     long server_pid; /* the nginx master; 0: no server measurements */
     const char *json_path;
+    bool uring; /* --client uring: tally-stress's io_uring engine, as `fanout` uses */
 };
 
 struct nf_shared {
@@ -73,7 +75,8 @@ static void nf_usage(void)
     fprintf(stderr,
             "usage: tally-stress fanout-nchan --target HOST:PORT --subscribers N --seconds S\n"
             "                                 [--rate M] [--bytes B] [--channel NAME]\n"
-            "                                 [--server-pid MASTER] [--threads T] [--json FILE]\n");
+            "                                 [--server-pid MASTER] [--threads T] [--json FILE]\n"
+            "                                 [--client epoll|uring]\n");
     exit(2);
 }
 
@@ -108,6 +111,8 @@ static void nf_parse(int argc, char **argv, struct nf_opts *o)
             o->server_pid = fo_parse_uint(f, v, 1, 1u << 30);
         } else if (strcmp(f, "--json") == 0) {
             o->json_path = v;
+        } else if (strcmp(f, "--client") == 0 && (strcmp(v, "epoll") == 0 || strcmp(v, "uring") == 0)) {
+            o->uring = strcmp(v, "uring") == 0;
         } else if (strcmp(f, "--channel") == 0 && strlen(v) < sizeof(o->channel) &&
                    strspn(v, "abcdefghijklmnopqrstuvwxyz0123456789-_") == strlen(v) && *v) {
             snprintf(o->channel, sizeof(o->channel), "%s", v);
@@ -221,6 +226,89 @@ static struct fo_subs *subs_start(struct nf_shared *sh)
         .ctx = sh,
     };
     return fo_subs_start(&cfg);
+}
+
+/*
+ * The io_uring subscribers (--client uring): the client engine of `tally-stress
+ * fanout`, so that a server compared with tallyd is read by the very client
+ * tallyd's figures come from (the client's wake-ups are charged to the
+ * sender on loopback, and the two clients wake differently). The engine
+ * counts a client ready at a hello, which nchan does not send: this client
+ * is for servers that do, like tally-floor when asked for tally.v1.json.
+ */
+#define NF_HELLO "{\"type\":\"hello\""
+
+struct nf_eng {
+    struct nf_shared *sh;
+    struct eng *e;
+    uint64_t *next_seq; /* per client: the sequence number expected next */
+    struct fo_sub_stats st[ENG_THREADS_MAX];
+};
+
+static int eng_sub_path(void *ctx, uint32_t index, char *out, size_t cap)
+{
+    const struct nf_eng *ne = ctx;
+    (void)index;
+    return snprintf(out, cap, "/sub/%s", ne->sh->o->channel);
+}
+
+static void eng_sub_message(void *ctx, struct eng_thread *t, uint32_t index,
+                            const struct wsc_frame *f, uint64_t now)
+{
+    struct nf_eng *ne = ctx;
+    if (f->payload_len >= sizeof(NF_HELLO) - 1 && memcmp(f->payload, NF_HELLO, sizeof(NF_HELLO) - 1) == 0)
+        return;
+    sub_on_message(ne->sh, &ne->st[eng_thread_id(t)], &ne->next_seq[index], f, now);
+}
+
+static bool eng_subs_start(struct nf_eng *ne, struct nf_shared *sh)
+{
+    const struct eng_config cfg = {
+        .host = sh->o->host,
+        .port = sh->o->port,
+        .max_clients = sh->o->subscribers,
+        .threads = sh->o->threads,
+        .sources = 8,
+        .proto = "tally.v1.json",
+        .path = eng_sub_path,
+        .on_message = eng_sub_message,
+        .ctx = ne,
+    };
+    ne->sh = sh;
+    ne->next_seq = xcalloc(sh->o->subscribers, sizeof(*ne->next_seq));
+    for (unsigned i = 0; i < ENG_THREADS_MAX; i++)
+        hist_init(&ne->st[i].hist);
+    ne->e = eng_start(&cfg);
+    if (ne->e == NULL)
+        return false;
+    eng_open(ne->e, sh->o->subscribers);
+    return true;
+}
+
+static void eng_subs_count(const struct nf_eng *ne, unsigned *ready, unsigned *failed, unsigned *dropped)
+{
+    uint64_t r, f, d;
+    eng_count(ne->e, &r, &f, &d);
+    *ready = (unsigned)r;
+    *failed = (unsigned)f;
+    *dropped = (unsigned)d;
+}
+
+static void eng_subs_finish(struct nf_eng *ne, struct fo_sub_stats *total, unsigned *ready,
+                            unsigned *failed, unsigned *dropped)
+{
+    static struct eng_stats es;
+    eng_subs_count(ne, ready, failed, dropped);
+    eng_stop(ne->e, &es);
+    memset(total, 0, sizeof(*total));
+    hist_init(&total->hist);
+    for (unsigned i = 0; i < ENG_THREADS_MAX; i++) {
+        total->delivered += ne->st[i].delivered;
+        total->gaps += ne->st[i].gaps;
+        total->malformed += ne->st[i].malformed;
+        hist_merge(&total->hist, &ne->st[i].hist);
+    }
+    free(ne->next_seq);
 }
 
 /* ---- publisher ---- */
@@ -377,21 +465,36 @@ int fanout_nchan_main(int argc, char **argv)
     static struct nf_shared sh;
     static struct nf_result res;
     nf_parse(argc, argv, &o);
+    static struct nf_eng ne;
+    struct fo_subs *subs = NULL;
     sh.o = &o;
-    if (fo_fd_limit_check(o.subscribers) < 0)
+    /* The engine keeps its sockets as io_uring direct descriptors. */
+    if (!o.uring && fo_fd_limit_check(o.subscribers) < 0)
         return 1;
     server_sample(o.server_pid, &res.before);
-    struct fo_subs *subs = subs_start(&sh);
-    res.connect_s = fo_subs_wait_ready(subs, NF_CONNECT_BASE_S);
+    if (o.uring) {
+        if (!eng_subs_start(&ne, &sh))
+            return 1;
+        res.connect_s = eng_wait_ready(ne.e, NF_CONNECT_BASE_S + o.subscribers / 1000);
+    } else {
+        subs = subs_start(&sh);
+        res.connect_s = fo_subs_wait_ready(subs, NF_CONNECT_BASE_S);
+    }
     fo_sleep_ms(NF_SETTLE_MS);
     server_sample(o.server_pid, &res.idle);
     res.channel_subs = channel_subscribers(&o);
-    fo_subs_count(subs, &res.opened, &res.connect_errors, &res.dropped);
+    if (o.uring)
+        eng_subs_count(&ne, &res.opened, &res.connect_errors, &res.dropped);
+    else
+        fo_subs_count(subs, &res.opened, &res.connect_errors, &res.dropped);
     printf("connected: %u of %u subscribers open in %.1f s\n", res.opened, o.subscribers,
            res.connect_s);
     fflush(stdout);
     nf_run(&sh, &res);
-    fo_subs_finish(subs, &res.subs, &res.opened, &res.connect_errors, &res.dropped);
+    if (o.uring)
+        eng_subs_finish(&ne, &res.subs, &res.opened, &res.connect_errors, &res.dropped);
+    else
+        fo_subs_finish(subs, &res.subs, &res.opened, &res.connect_errors, &res.dropped);
     report(&o, &res);
     bool clean = res.opened == o.subscribers && res.dropped == 0 && res.publish_errors == 0 &&
                  res.publish_other == 0 && res.subs.malformed == 0;

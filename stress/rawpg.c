@@ -466,6 +466,7 @@ int rawpg_main(int argc, char **argv)
         goto err_finish;
     printf("setup: session %" PRId64 ", %u polls, %u participants\n", plan.session_id,
            plan.n_polls, plan.n_participants);
+    fflush(stdout); /* a benchmark reading this line starts measuring at it */
     rc = rawpg_report(&o, ws, &all, rawpg_run(&o, &plan, ws, &all));
 err_finish:
     PQfinish(c);

@@ -387,6 +387,7 @@ static int run_votes(const struct opts *o)
     for (unsigned i = 0; i < o->clients; i++)
         pthread_join(cs[i].tid, NULL);
     printf("setup: session %s, %u polls, %u participants\n", code, n_polls, per_round);
+    fflush(stdout); /* a benchmark reading this line starts measuring at it */
 
     uint64_t t0 = fo_now_ns();
     for (unsigned i = 0; i < o->clients; i++) {

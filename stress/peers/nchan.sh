@@ -1,7 +1,13 @@
 #!/usr/bin/env bash
-# Fan-out peer comparison: tallyd against nginx + nchan, one after the other
-# in one invocation, at the same N subscribers, S seconds, message size
-# (~100 bytes) and per-subscriber rate (10 messages/s), then both side by side.
+# Fan-out peer comparison: tallyd against nginx + nchan and against the
+# kernel's floor (stress/peers/floor.c: a broadcaster that does nothing but
+# send one prebuilt frame per subscriber, with send() and with io_uring), one
+# after the other in one invocation, at the same N subscribers, S seconds,
+# message size (~100 bytes) and per-subscriber rate (10 messages/s), then all
+# side by side. nchan is read by `tally-stress fanout-nchan`'s epoll
+# client; tallyd (`tally-stress fanout`) and the floor (`fanout-nchan
+# --client uring`) by the same io_uring client engine, since on loopback the
+# client's wake-ups are charged to the sender.
 #
 #   stress/peers/nchan.sh [SUBSCRIBERS=10000] [SECONDS=10]
 #
@@ -56,7 +62,7 @@ install_nchan() {
 install_nchan
 tools/deps.sh
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$BUILD" -j"$(nproc)" --target tallyd tally-stress >/dev/null
+cmake --build "$BUILD" -j"$(nproc)" --target tallyd tally-stress tally-floor >/dev/null
 
 ROOT=$(mktemp -d /var/tmp/tally-peer-nchan.XXXXXX)
 chmod 755 "$ROOT" # nginx workers run as www-data, the cluster as postgres
@@ -66,6 +72,7 @@ mkdir -p "$TDATA" "$NDIR"
 chmod 755 "$TDATA" "$NDIR"
 TPID=""
 NPID=""
+FPID=""
 
 stop_pid() { # pid seconds: TERM, then KILL after the grace
     local pid=$1 grace=$2
@@ -80,6 +87,7 @@ stop_pid() { # pid seconds: TERM, then KILL after the grace
 }
 
 cleanup() {
+    stop_pid "$FPID" 10
     stop_pid "$NPID" 10
     stop_pid "$TPID" 30
     # A tallyd that had to be killed leaves its cluster running.
@@ -138,7 +146,21 @@ fi
 stop_pid "$NPID" 10
 NPID=""
 
-python3 - "$ROOT/tallyd.json" "$ROOT/nchan.json" "$SUBS" "$SECS" <<'PY'
+FRC=0
+for mode in write uring; do
+    echo "== floor ($mode): $SUBS subscribers, $SECS s, 10 messages/s of 100 bytes =="
+    "$BUILD"/bin/tally-floor --port "$PORT_NCHAN" --mode "$mode" &
+    FPID=$!
+    wait_http "http://127.0.0.1:$PORT_NCHAN/pub/warmup"
+    timeout "$RUN_LIMIT_S" "$BUILD"/bin/tally-stress fanout-nchan --target 127.0.0.1:$PORT_NCHAN \
+        --subscribers "$SUBS" --seconds "$SECS" --rate 10 --bytes 100 --server-pid "$FPID" \
+        --client uring --json "$ROOT/floor-$mode.json" || FRC=$?
+    stop_pid "$FPID" 10
+    FPID=""
+done
+
+python3 - "$ROOT/tallyd.json" "$ROOT/nchan.json" "$SUBS" "$SECS" "$ROOT/floor-write.json" \
+    "$ROOT/floor-uring.json" <<'PY'
 import json, sys
 
 def load(path):
@@ -173,5 +195,15 @@ print(f"nchan:  {n['delivered']} delivered of {n['published']} published x {n['s
       f"{n['missing']} not connected, {n['dropped']} dropped, {n['gaps']} sequence gaps; "
       f"bytes/idle conn by summed VmRSS {n['bytes_per_idle_conn_rss_sum']:,.0f} "
       f"(table: summed PSS over {n['server_procs']} processes)")
+fw, fu = load(sys.argv[5]), load(sys.argv[6])
+if fw is None or fu is None:
+    print("a floor run produced no result")
+    sys.exit(1)
+print(f"\n{'floor (kernel only)':24} {'send()':>12} {'io_uring':>12} {'tallyd/floor':>13}")
+print(f"{'delivered msgs/s':24} {fw['delivered_per_s']:>12,.0f} {fu['delivered_per_s']:>12,.0f}")
+best = min(fw["cpu_us_per_msg"], fu["cpu_us_per_msg"])
+print(f"{'server CPU us/delivery':24} {fw['cpu_us_per_msg']:>12.2f} {fu['cpu_us_per_msg']:>12.2f} "
+      f"{t['cpu_us_per_msg'] / best:>13.2f}")
+print(f"floor: {fw['delivered']} / {fu['delivered']} delivered, {fw['gaps']} / {fu['gaps']} sequence gaps")
 PY
-[ "$TRC" -eq 0 ] && [ "$NRC" -eq 0 ]
+[ "$TRC" -eq 0 ] && [ "$NRC" -eq 0 ] && [ "$FRC" -eq 0 ]

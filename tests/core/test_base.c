@@ -74,6 +74,24 @@ static void test_calloc_overflow_aborts(void **state)
     assert_non_null(strstr(out, "out of memory"));
 }
 
+/* str_copy: as snprintf "%s" would, cut to fit and always terminated. */
+static void test_str_copy(void **state)
+{
+    (void)state;
+    char small[4], big[16];
+    memset(small, 'x', sizeof(small));
+    str_copy(small, sizeof(small), "abcdef");
+    assert_string_equal(small, "abc");
+    str_copy(big, sizeof(big), "abcdef");
+    assert_string_equal(big, "abcdef");
+    str_copy(big, sizeof(big), NULL);
+    assert_string_equal(big, "");
+    str_copy(small, 1, "abc");
+    assert_int_equal(small[0], '\0');
+    str_copy(small, sizeof(small), "abc"); /* exactly fills it */
+    assert_string_equal(small, "abc");
+}
+
 static void test_allocators(void **state)
 {
     (void)state;
@@ -139,6 +157,7 @@ int main(void)
         cmocka_unit_test(test_assert_reports_and_aborts),
         cmocka_unit_test(test_calloc_overflow_aborts),
         cmocka_unit_test(test_allocators),
+        cmocka_unit_test(test_str_copy),
         cmocka_unit_test(test_clock),
         cmocka_unit_test(test_pow2_macro),
     };

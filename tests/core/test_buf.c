@@ -11,6 +11,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <limits.h>
 #include <string.h>
 
 #include "core/buf.h"
@@ -75,6 +76,24 @@ static void test_printf(void **state)
     buf_printf(&b, "%s", "");
     assert_int_equal(b.len, 4 + 2 + 2999);
     buf_free(&b);
+}
+
+/* buf_append_i64 writes what printf's %lld does, at the edges too. */
+static void test_append_i64(void **state)
+{
+    (void)state;
+    static const long long vals[] = {0, 1, -1, 9, 10, 99, 100, 201, 4096, 1234567890123LL,
+                                     -987654321LL, LLONG_MAX, LLONG_MIN};
+    for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
+        struct buf b = BUF_INIT;
+        char want[32];
+        buf_append_str(&b, "n=");
+        buf_append_i64(&b, vals[i]);
+        snprintf(want, sizeof(want), "n=%lld", vals[i]);
+        assert_string_equal(b.data, want);
+        assert_int_equal(b.len, strlen(want));
+        buf_free(&b);
+    }
 }
 
 static void check_json(const char *in, size_t n, const char *want)
@@ -159,6 +178,7 @@ int main(void)
         cmocka_unit_test(test_append_and_grow),
         cmocka_unit_test(test_reserve),
         cmocka_unit_test(test_printf),
+        cmocka_unit_test(test_append_i64),
         cmocka_unit_test(test_json_escapes),
         cmocka_unit_test(test_json_every_control_char),
         cmocka_unit_test(test_reset_steal),

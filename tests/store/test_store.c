@@ -286,7 +286,7 @@ static struct store_op *vote_op(int64_t sid, int64_t poll, int64_t part, const c
     op->session_id = sid;
     op->vote.poll_id = poll;
     op->vote.participant_id = part;
-    copy_str(op->vote.idem_key, sizeof(op->vote.idem_key), key);
+    str_copy(op->vote.idem_key, sizeof(op->vote.idem_key), key);
     memcpy(op->vote.choices, choices, n);
     op->vote.n_choices = n;
     return op;
@@ -1585,7 +1585,7 @@ static void on_session_row(void *arg, const struct store_session_row *row)
     note(c, 's');
     assert_true(c->n_sessions < ARRAY_LEN(c->sessions));
     c->sessions[c->n_sessions] = *row;
-    copy_str(c->titles[c->n_sessions], sizeof(c->titles[0]), row->title);
+    str_copy(c->titles[c->n_sessions], sizeof(c->titles[0]), row->title);
     assert_time(row->created_at);
     assert_int_equal(strlen(row->token_hash), STORE_HASH_HEX);
     c->n_sessions++;
@@ -1599,7 +1599,7 @@ static void on_poll_row(void *arg, const struct store_poll_row *row)
     assert_true(c->n_polls < ARRAY_LEN(c->polls));
     c->polls[c->n_polls] = *row;
     for (uint32_t i = 0; i < row->n_options && i < 4; i++)
-        copy_str(c->options[c->n_polls][i], sizeof(c->options[0][0]), row->options[i]);
+        str_copy(c->options[c->n_polls][i], sizeof(c->options[0][0]), row->options[i]);
     c->n_polls++;
 }
 
@@ -1611,7 +1611,7 @@ static void on_participant_row(void *arg, int64_t session_id, int64_t id, const 
     assert_true(c->n_parts < ARRAY_LEN(c->parts));
     c->parts[c->n_parts][0] = session_id;
     c->parts[c->n_parts][1] = id;
-    copy_str(c->part_hash[c->n_parts], sizeof(c->part_hash[0]), token_hash);
+    str_copy(c->part_hash[c->n_parts], sizeof(c->part_hash[0]), token_hash);
     c->n_parts++;
 }
 
@@ -1804,7 +1804,7 @@ static const char *poll_state_of(PGconn *c, int64_t poll, char out[16])
     fmt_i64(pid, poll);
     res = pgtmp_db_q(c, "SELECT state FROM polls WHERE id = $1", 1, p);
     assert_int_equal(PQntuples(res), 1);
-    copy_str(out, 16, PQgetvalue(res, 0, 0));
+    str_copy(out, 16, PQgetvalue(res, 0, 0));
     PQclear(res);
     return out;
 }
@@ -1932,7 +1932,7 @@ static char *close_counts_payload(const struct store_op *op)
     buf_free(&b);
     seen->calls++;
     seen->counted = op->counted;
-    copy_str(seen->payload, sizeof(seen->payload), out);
+    str_copy(seen->payload, sizeof(seen->payload), out);
     pthread_mutex_unlock(&seen->lock);
     return out;
 }
