@@ -5,7 +5,8 @@
 # saturation) and 512 clients (saturation), each count over HTTP (`tally-stress
 # votes`: keep-alive clients voting back to back) and then over WebSocket
 # (`tally-stress wsvotes`: clients voting back to back, the next vote as soon
-# as the previous ack arrives); then, with tallyd idle, runs `tally-stress
+# as the previous ack arrives), and over HTTP once more at 1,024 clients (the
+# peak here); then, with tallyd idle, runs `tally-stress
 # rawpg` against the SAME cluster, 4 connections x 1000-row batches, in three
 # forms: tallyd's own INSERT ... unnest ... ON CONFLICT ... RETURNING, the
 # plain INSERT ... unnest, and COPY; and prints all side by side, each rate
@@ -84,6 +85,9 @@ done
 [ -n "$HIGH" ] || { echo "bench_storage: no high-client votes run succeeded" >&2; exit 1; }
 wsvotes "$HIGH" "$WS_PPC_HIGH" "${WS_POLLS_HIGH:-$((8 * SECS + 1))}" ||
     echo "bench_storage: wsvotes with $HIGH clients reported errors" >&2
+# HTTP votes peak near 1,024 clients here (2,048 gives no more): the
+# highest rate tallyd takes, for the ratio to the raw rate.
+votes 1024 || echo "bench_storage: votes with 1024 clients failed" >&2
 
 # The votes runs have returned, so tallyd carries no traffic now; it keeps
 # running only because it owns the cluster.
@@ -142,6 +146,7 @@ vrow 64
 wrow 64
 vrow "$HIGH"
 wrow "$HIGH"
+[ ! -f "$DATA/votes-1024.json" ] || vrow 1024
 if [ -f "$DATA/votes-base.json" ]; then
     f="$DATA/votes-base.json"
     row "base tallyd votes, 256 clients (HTTP ack)" "$(jfield "$f" "j['votes_per_s']")" \

@@ -69,7 +69,7 @@
 #include "stress/httpc.h"
 #include "stress/hvotes.h"
 
-#define STRESS_CLIENTS_MAX 1024
+#define STRESS_CLIENTS_MAX 4096 /* sockets of the io_uring voters, well under the fd limit */
 #define STRESS_PPC_MAX 1024
 #define STRESS_VOTE_THREADS 2 /* rings of the io_uring voters: one per core here */
 
