@@ -73,7 +73,8 @@
 #define SESSION_REPLAY_MAX 256      /* last sequenced messages kept per session for resumes */
 #define SESSION_PENDING_SUBS_MAX 64 /* resumes of one session waiting for the store */
 #define LIVE_RESULTS_MS 100         /* at most one results per poll this often */
-#define LIVE_TICK_MS 20             /* how soon after its window a coalesced results goes */
+#define LIVE_TICK_MS 20             /* the tick while shared with other instances */
+#define LIVE_IDLE_TICK_MS 250       /* the tick with no results waiting: presence and spills */
 #define LIVE_PRESENCE_MS 1000       /* presence at most this often */
 /* event_log retention, and how often the lobby prunes it (tests shorten the periods). */
 #define EVENTS_KEEP_S 86400
@@ -173,7 +174,7 @@ struct session_live {
     uint32_t *subs;          /* accepted subscriptions per network thread */
     uint32_t n_subs;         /* their sum */
     struct hmap *part_conns; /* participant id -> its subscriptions now */
-    bool ticking;
+    uint32_t tick_ms;        /* the period the tick is armed with; 0: not ticking */
 
     /* Polls with dirty set, in no order, and the earliest time one of them
      * is due: a tick with nothing due returns at once, however many polls

@@ -1455,6 +1455,53 @@ static void test_presence(void **state)
     client_free(&b1);
 }
 
+/*
+ * The session's tick is armed for the end of a dirty poll's results window,
+ * not left at its idle period: after a presence (sent from a tick, so the
+ * idle tick's next turn is LIVE_IDLE_TICK_MS away), a vote goes out at once
+ * and a second one, inside the window, when the window ends.
+ */
+static void test_results_on_time(void **state)
+{
+    struct sess s;
+    struct part parts[2];
+    struct client cl;
+    struct presence_seen ps;
+    struct results_seen w;
+    uint64_t at[2] = {0, 0};
+    unsigned n = 0;
+    int64_t poll;
+
+    (void)state;
+    create_session("On time", &s);
+    join(&s, &parts[0]);
+    join(&s, &parts[1]);
+    poll = create_poll(&s, 2);
+    poll_op(API_POLL_OPEN, &s, poll);
+    subscribe(s.code, s.token, -1, STREAM_WS_JSON, 1, &cl);
+    ps = (struct presence_seen){&cl, 0};
+    wait_until(seen_presence, &ps);
+    vote_ok(poll, &parts[0], "first", 0);
+    w = (struct results_seen){&cl, poll, 1};
+    wait_until(seen_version, &w);
+    vote_ok(poll, &parts[1], "second", 1);
+    w.version = 2;
+    wait_until(seen_version, &w);
+    for (size_t i = cl.mark; i < sink_count(W.sink, 1) && n < 2; i++) {
+        struct rec r = sink_rec(W.sink, 1, i);
+
+        if (r.m->kind == STREAM_RESULTS && r.m->poll_id == poll)
+            at[n++] = r.at_ms;
+    }
+    assert_int_equal(n, 2);
+    /* Coalesced into the window, and sent when it ends (plus the runtime's
+     * resolution and scheduling), well before the idle tick's next turn. */
+    assert_true(at[1] - at[0] >= LIVE_RESULTS_MS - LIVE_TICK_MS);
+    assert_true(at[1] - at[0] < LIVE_IDLE_TICK_MS - 50);
+    unsubscribe(&cl);
+    client_free(&cl);
+}
+
 /* An unsubscription that found the mailbox full is still processed, from the tick. */
 static void test_unsubscribe_spill(void **state)
 {
@@ -1618,6 +1665,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_resume_store, setup, teardown),
         cmocka_unit_test_setup_teardown(test_resume_faults, setup, teardown),
         cmocka_unit_test_setup_teardown(test_presence, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_results_on_time, setup, teardown),
         cmocka_unit_test_setup_teardown(test_unsubscribe_spill, setup, teardown),
         cmocka_unit_test_setup_teardown(test_prune, setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent, setup, teardown),
