@@ -106,13 +106,16 @@ static void write_all(int fd, const char *s, size_t n)
         fprintf(stderr, "tally-floor: short answer on fd %d\n", fd);
 }
 
+/* A string literal, without its NUL. */
+#define WRITE_LIT(fd, lit) write_all((fd), (lit), sizeof(lit) - 1)
+
 static void subscribe(struct floor *f, struct floor_conn *c, const char *head)
 {
     char key[128], cat[200], out[256];
     unsigned char sha[SHA_DIGEST_LENGTH], accept[64];
 
     if (!header(head, "Sec-WebSocket-Key", key, sizeof(key)) || f->n_subs == FLOOR_CONNS_MAX) {
-        write_all(c->fd, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n", 47);
+        WRITE_LIT(c->fd, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n");
         return;
     }
     snprintf(cat, sizeof(cat), "%s" WS_GUID, key);
@@ -126,7 +129,7 @@ static void subscribe(struct floor *f, struct floor_conn *c, const char *head)
     /* tally-stress's io_uring client counts a subscriber ready at a hello;
      * it asks for tally.v1.json, the epoll client for nothing. */
     if (header(head, "Sec-WebSocket-Protocol", key, sizeof(key)))
-        write_all(c->fd, "\x81\x10{\"type\":\"hello\"}", 18);
+        WRITE_LIT(c->fd, "\x81\x10{\"type\":\"hello\"}");
     c->sub = true;
     f->subs[f->n_subs++] = c->fd;
 }
@@ -244,7 +247,7 @@ static bool request(struct floor *f, struct floor_conn *c)
         subscribe(f, c, c->in);
     } else if (strncmp(c->in, "POST /pub/", 10) == 0) {
         broadcast(f, c->in + head, body);
-        write_all(c->fd, "HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n", 44);
+        WRITE_LIT(c->fd, "HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n");
     } else if (strncmp(c->in, "POST /api/", 10) == 0) {
         api_answer(f, c, c->in + 5);
     } else {
