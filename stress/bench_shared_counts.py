@@ -23,28 +23,18 @@ import time
 import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
+import bench_vote_budget as budget  # noqa: E402
 from tally_harness import Tally  # noqa: E402
 from test_multi import Stream, call, js  # noqa: E402
 
 
-def pg_cpu_s():
-    """CPU seconds of every postgres process on this machine so far."""
-    total = 0
-    tck = os.sysconf("SC_CLK_TCK")
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % pid) as f:
-                st = f.read()
-        except OSError:
-            continue
-        name = st[st.index("(") + 1:st.rindex(")")]
-        if name.startswith("postgres"):
-            fields = st[st.rindex(")") + 2:].split()
-            total += int(fields[11]) + int(fields[12])
-    return total / tck
+def pg_cpu_s(A):
+    """CPU seconds of A's embedded cluster so far (postmaster, backends, those
+    that exited included)."""
+    with open(os.path.join(A.data_dir, "pg", "postmaster.pid")) as f:
+        return budget.cluster_cpu(int(f.readline()))
 
 
 def psql(A, sql):
@@ -87,7 +77,7 @@ def run(binary, votes, samples):
                 m.type == "results" and m.data.get("total", 0) >= votes for m in stream.snapshot()):
             time.sleep(0.05)
         lat = []
-        cpu0, w0 = pg_cpu_s(), time.monotonic()
+        cpu0, w0 = pg_cpu_s(A), time.monotonic()
         for i, tok in enumerate(toks):
             want = votes + i + 1
             r = call(B, "POST", "/api/v1/polls/%d/votes" % poll, {"choice": [i % 4]}, token=tok,
@@ -106,7 +96,7 @@ def run(binary, votes, samples):
             if got is not None:
                 lat.append((got - t1) * 1000)
             time.sleep(max(0.0, t1 + 0.25 - time.monotonic()))
-        cpu = (pg_cpu_s() - cpu0) / (time.monotonic() - w0)
+        cpu = (pg_cpu_s(A) - cpu0) / (time.monotonic() - w0)
         lat.sort()
         q = lambda p: lat[min(len(lat) - 1, int(p * len(lat)))] if lat else float("nan")
         print("%s: %d of %d votes seen on A; B's 201 -> results on A: p50 %.1f ms, p90 %.1f ms, "

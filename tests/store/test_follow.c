@@ -70,6 +70,21 @@ struct observer {
     bool overflow;
 };
 
+/* The end of a test: the instances it registered go, the observers (NULL: none) are freed. */
+static void test_end(PGconn *c, struct observer *oa, struct observer *ob)
+{
+    struct observer *obs[2] = {oa, ob};
+
+    PQclear(pgtmp_db_q(c, "DELETE FROM instances", 0, NULL));
+    PQfinish(c);
+    for (unsigned i = 0; i < 2; i++) {
+        if (obs[i] == NULL)
+            continue;
+        pthread_mutex_destroy(&obs[i]->lock);
+        free(obs[i]);
+    }
+}
+
 static void observer_init(struct observer *o)
 {
     memset(o, 0, sizeof(*o));
@@ -463,12 +478,7 @@ static void test_peers(void **state)
     follow_destroy(fb);
     follow_destroy(fa);
     follow_destroy(NULL);
-    PQclear(pgtmp_db_q(c, "DELETE FROM instances", 0, NULL));
-    PQfinish(c);
-    pthread_mutex_destroy(&oa->lock);
-    pthread_mutex_destroy(&ob->lock);
-    free(oa);
-    free(ob);
+    test_end(c, oa, ob);
 }
 
 /* What another instance commits is reported within 500 ms (by NOTIFY or,
@@ -532,10 +542,7 @@ static void test_on_event(void **state)
     follow_destroy(fa);
     store_destroy(sa);
     store_destroy(sb);
-    PQclear(pgtmp_db_q(c, "DELETE FROM instances", 0, NULL));
-    PQfinish(c);
-    pthread_mutex_destroy(&o->lock);
-    free(o);
+    test_end(c, o, NULL);
 }
 
 /* After each connection every session with events is reported once with
@@ -606,10 +613,7 @@ static void test_catch_up(void **state)
     wait_reported(o, mine, seq_mine, 2000);
     wait_reported(o, fresh, 1, 2000);
     follow_destroy(f);
-    PQclear(pgtmp_db_q(c, "DELETE FROM instances", 0, NULL));
-    PQfinish(c);
-    pthread_mutex_destroy(&o->lock);
-    free(o);
+    test_end(c, o, NULL);
 }
 
 /* Each instance's participants per session reach the other within a few
@@ -651,12 +655,7 @@ static void test_presence(void **state)
     assert_int_equal(others_of(oa, 101), 0); /* alone: the others' are forgotten */
     follow_destroy(fa);
     assert_int_equal(pgtmp_db_i64(c, "SELECT count(*) FROM presence WHERE instance_id = 'a'", 0, NULL), 0);
-    PQclear(pgtmp_db_q(c, "DELETE FROM instances", 0, NULL));
-    PQfinish(c);
-    pthread_mutex_destroy(&oa->lock);
-    pthread_mutex_destroy(&ob->lock);
-    free(oa);
-    free(ob);
+    test_end(c, oa, ob);
 }
 
 int main(void)
