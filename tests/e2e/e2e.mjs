@@ -147,10 +147,31 @@ function watch(page, name) {
     }
   });
   page.wsUrls = [];
-  page.on('websocket', (ws) => page.wsUrls.push(ws.url()));
+  page.frames = []; // the last stream messages this page received, for a failure's report
+  page.on('websocket', (ws) => {
+    page.wsUrls.push(ws.url());
+    ws.on('framereceived', (f) => {
+      const text = String(f.payload);
+      page.frames.push(`${Date.now() % 100000} ${text.length > 160 ? text.slice(0, 160) + '...' : text}`);
+      if (page.frames.length > 12) page.frames.shift();
+    });
+    ws.on('close', () => page.frames.push(`${Date.now() % 100000} (socket closed)`));
+  });
 }
 
-async function waitFor(fn, what, ms = WAIT_MS) {
+/** What a failed wait on live results needs to be understood: what the page
+ * last received and what the server says of its streams. */
+async function explain(page, name) {
+  console.log(`  ${name}: last frames received (ms clock, newest last):`);
+  for (const f of page.frames) console.log(`    ${f}`);
+  try {
+    const text = await (await fetch(base + '/metrics')).text();
+    const keep = /^tally_(stream|results_hold|subscribers|net_recv_starved)/;
+    for (const l of text.split('\n')) if (keep.test(l)) console.log(`    ${l}`);
+  } catch (e) { console.log(`    /metrics: ${e.message}`); }
+}
+
+async function waitFor(fn, what, ms = WAIT_MS, onFail = null) {
   const t0 = Date.now();
   let last;
   while (Date.now() - t0 < ms) {
@@ -158,6 +179,7 @@ async function waitFor(fn, what, ms = WAIT_MS) {
     await sleep(100);
   }
   check(false, `timed out waiting for ${what} (last: ${JSON.stringify(last)})`);
+  if (onFail) await onFail();
   return false;
 }
 
@@ -327,9 +349,12 @@ async function scenario(browser) {
 
   // The presenter's bars, the screen and a participant's live results agree.
   const pollCard = `.poll[data-poll="${pollId}"]`;
-  await waitFor(async () => same(await barCounts(pres.page, pollCard), expect), `presenter bars show ${expect}`);
-  await waitFor(async () => same(await barCounts(screen.page, '#show'), expect), `screen bars show ${expect}`);
-  await waitFor(async () => same(await barCounts(parts[0].page, `section[data-poll="${pollId}"]`), expect), 'participant live results');
+  await waitFor(async () => same(await barCounts(pres.page, pollCard), expect), `presenter bars show ${expect}`,
+    WAIT_MS, () => explain(pres.page, 'presenter'));
+  await waitFor(async () => same(await barCounts(screen.page, '#show'), expect), `screen bars show ${expect}`,
+    WAIT_MS, () => explain(screen.page, 'screen'));
+  await waitFor(async () => same(await barCounts(parts[0].page, `section[data-poll="${pollId}"]`), expect), 'participant live results',
+    WAIT_MS, () => explain(parts[0].page, 'participant 0'));
   check(/20 voters/.test(await pres.page.textContent(`${pollCard} .meta`)), 'presenter shows 20 voters');
   const pct = await pres.page.textContent(`${pollCard} .bars .row:first-child .num`);
   check(pct.trim() === '8 · 40%', `count and percentage on the console (${pct})`);
