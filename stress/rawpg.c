@@ -6,6 +6,7 @@
  *
  *   tally-stress rawpg --conninfo STR [--connections 4] [--batch 1000]
  *                      [--seconds 10] [--form tallyd|plain|copy]
+ *                      [--order blocks|spread]
  *
  * Setup creates one session, RAWPG_PARTICIPANTS participants and enough open
  * polls that every row is a new (poll, participant) pair, as every vote of
@@ -19,6 +20,11 @@
  *           without RETURNING: the cheapest INSERT of these rows;
  *   copy    COPY votes FROM STDIN, text format.
  * The best of plain and copy is the raw rate tallyd is measured against.
+ * --order says which participants a batch holds: `blocks` (the default, the
+ * fastest) a contiguous run of one poll's participants, so each batch
+ * touches a few index pages; `spread` every (blocks per poll)-th one of the
+ * poll, as a batch of votes arriving from many clients is, which touches
+ * index and participant pages all over the table.
  * Prints rows/s and the statement-plus-commit latency percentiles.
  *
  * Threads: the batches are (poll, participant block) chunks handed out by
@@ -72,6 +78,7 @@ struct rawpg_opts {
     unsigned batch;
     unsigned seconds;
     enum rawpg_form form;
+    bool spread; /* --order spread */
 };
 
 /* What setup created; read-only while the workers run. */
@@ -102,7 +109,7 @@ struct rawpg_worker {
 static void rawpg_usage(void)
 {
     fprintf(stderr, "usage: tally-stress rawpg --conninfo STR [--connections N] [--batch N]"
-                    " [--seconds S] [--form tallyd|plain|copy]\n");
+                    " [--seconds S] [--form tallyd|plain|copy] [--order blocks|spread]\n");
     exit(2);
 }
 
@@ -127,6 +134,10 @@ static void rawpg_parse(int argc, char **argv, struct rawpg_opts *o)
             o->form = RAWPG_PLAIN;
         else if (strcmp(f, "--form") == 0 && strcmp(v, "copy") == 0)
             o->form = RAWPG_COPY;
+        else if (strcmp(f, "--order") == 0 && strcmp(v, "blocks") == 0)
+            o->spread = false;
+        else if (strcmp(f, "--order") == 0 && strcmp(v, "spread") == 0)
+            o->spread = true;
         else
             rawpg_usage();
     }
@@ -257,6 +268,18 @@ __attribute__((format(printf, 4, 5))) static size_t rawpg_appendf(char *buf, siz
     return len + (size_t)n;
 }
 
+/* Row i of chunk's batch: its participant, ascending within the batch either
+ * way (store.c sorts a batch the same way). */
+static int64_t rawpg_participant(const struct rawpg_worker *w, uint64_t chunk, unsigned i)
+{
+    const struct rawpg_plan *plan = w->plan;
+    unsigned block = (unsigned)(chunk % plan->blocks_per_poll);
+
+    if (w->o->spread)
+        return plan->participants[block + i * plan->blocks_per_poll];
+    return plan->participants[block * w->o->batch + i];
+}
+
 /* Fills the five text arrays with one chunk's rows, as store.c builds them:
  * one poll, participants in ascending order, choice {1}, and a key unique
  * per (participant, key) as tally-stress votes sends. */
@@ -264,13 +287,12 @@ static void rawpg_build(struct rawpg_worker *w, uint64_t chunk)
 {
     const struct rawpg_plan *plan = w->plan;
     int64_t poll = plan->polls[chunk / plan->blocks_per_poll];
-    unsigned first = (unsigned)(chunk % plan->blocks_per_poll) * w->o->batch;
     size_t cap = w->arr_cap, len[RAWPG_ARRAYS];
 
     for (unsigned a = 0; a < RAWPG_ARRAYS; a++)
         len[a] = rawpg_appendf(w->arr[a], 0, cap, "{");
     for (unsigned i = 0; i < w->o->batch; i++) {
-        int64_t pa = plan->participants[first + i];
+        int64_t pa = rawpg_participant(w, chunk, i);
         const char *sep = i ? "," : "";
 
         len[0] = rawpg_appendf(w->arr[0], len[0], cap, "%s%" PRId64, sep, plan->session_id);
@@ -290,7 +312,6 @@ static int rawpg_copy(struct rawpg_worker *w, PGconn *c, uint64_t chunk)
 {
     const struct rawpg_plan *plan = w->plan;
     int64_t poll = plan->polls[chunk / plan->blocks_per_poll];
-    unsigned first = (unsigned)(chunk % plan->blocks_per_poll) * w->o->batch;
     size_t cap = (size_t)w->o->batch * RAWPG_COPY_ROW_MAX, len = 0;
     char *buf = w->arr[0];
     PGresult *res;
@@ -298,7 +319,7 @@ static int rawpg_copy(struct rawpg_worker *w, PGconn *c, uint64_t chunk)
 
     TALLY_ASSERT(w->arr_cap >= cap);
     for (unsigned i = 0; i < w->o->batch; i++) {
-        int64_t pa = plan->participants[first + i];
+        int64_t pa = rawpg_participant(w, chunk, i);
 
         len = rawpg_appendf(buf, len, cap, "%" PRId64 "\t%" PRId64 "\t%" PRId64 "\t{1}\tk-%" PRId64 "-%" PRId64 "\n",
                             plan->session_id, poll, pa, poll, pa);
@@ -436,9 +457,9 @@ static int rawpg_report(const struct rawpg_opts *o, const struct rawpg_worker *w
         failed |= ws[i].failed;
         exhausted |= ws[i].exhausted;
     }
-    printf("rawpg: %s, %u connections x batch %u, %.1f s: %" PRIu64 " rows in %" PRIu64
+    printf("rawpg: %s (%s), %u connections x batch %u, %.1f s: %" PRIu64 " rows in %" PRIu64
            " commits (%.0f rows/s, %.1f commits/s), %" PRIu64 " conflicts\n",
-           rawpg_form_names[o->form], o->connections, o->batch, secs, rows, commits, (double)rows / secs,
+           rawpg_form_names[o->form], o->spread ? "spread" : "blocks", o->connections, o->batch, secs, rows, commits, (double)rows / secs,
            (double)commits / secs, conflicts);
     printf("commit latency ms: p50 %.2f  p99 %.2f  max %.2f\n", fo_ms(hist_quantile(all, 0.50)),
            fo_ms(hist_quantile(all, 0.99)), fo_ms(all->max));
