@@ -116,9 +116,12 @@ static void runq_push(struct actor_rt *rt, struct actor *a)
     /* The push must be visible before we read sleepers (Dekker with worker_idle). */
     atomic_thread_fence(memory_order_seq_cst);
     if (atomic_load_explicit(&rt->sleepers, memory_order_relaxed) > 0) {
+        /* Taking the lock waits out a sleeper between its check of the
+         * queue and its wait; signalling after releasing it spares the
+         * woken worker from blocking at once on the lock we still hold. */
         pthread_mutex_lock(&rt->idle_lock);
-        pthread_cond_signal(&rt->idle_cond);
         pthread_mutex_unlock(&rt->idle_lock);
+        pthread_cond_signal(&rt->idle_cond);
     }
 }
 
