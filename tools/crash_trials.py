@@ -10,7 +10,11 @@ ending one of tallyd's storage connections every few milliseconds with
 pg_terminate_backend, so that connections break before, during and after
 COMMIT while the database stays up (--mode pgterm). Clients behave like phones: an
 answer that never came, or a 503/429, is retried with the same
-Idempotency-Key until 201, 200 or 409, or a deadline.
+Idempotency-Key until 201, 200 or 409, or a deadline. With --transport ws
+each attempt is made as a phone on the live page makes it: a WebSocket to the
+session (token in the query), `hello`, then a `vote` message whose id is the
+key, answered by an `ack` (accepted: as 201, duplicate: as 200) or an
+`error` (its code mapped to the HTTP status the API gives it).
 
 After the burst the votes table, the results API, the poll's final counts and
 a replay of every acknowledged key are compared with what the clients were
@@ -22,9 +26,10 @@ One data directory serves all trials of a run; every wait has a timeout and
 the tool kills tallyd and stops the cluster it started, whatever happens.
 
 usage: crash_trials.py --tallyd build/bin/tallyd --trials N --mode kill|pgstop|pgterm
-                       [--participants 300] [--seed S]
+                       [--participants 300] [--seed S] [--transport http|ws]
 """
 import argparse
+import base64
 import collections
 import http.client
 import json
@@ -34,9 +39,11 @@ import queue
 import random
 import shutil
 import signal
+import socket
 import statistics
 import subprocess
 import sys
+import struct
 import threading
 import time
 import uuid
@@ -120,6 +127,102 @@ class Client:
         return r.status, r.headers, parsed
 
 
+# A WebSocket error code as the HTTP status the same refusal gets from the API.
+WS_ERROR_STATUS = {"poll_not_open": 409, "already_voted": 409, "rate_limited": 429,
+                   "storage_unavailable": 503, "busy": 503, "unavailable": 503}
+
+
+class WsVote:
+    """One vote over a fresh WebSocket to the session, as the live page sends
+    it: connect, wait for hello, send the vote, read until its ack or error.
+    Raises OSError when no answer arrived (refused, closed, timed out)."""
+
+    def __init__(self, port, code, token):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=REQUEST_TIMEOUT_S)
+        self.buf = b""
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall(("GET /api/v1/sessions/%s/ws?token=%s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                           "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+                           "Sec-WebSocket-Version: 13\r\n\r\n" % (code, token, port, key)).encode())
+        while b"\r\n\r\n" not in self.buf:
+            self.fill()
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        if not head.startswith(b"HTTP/1.1 101"):
+            raise OSError("upgrade refused: %s" % head.split(b"\r\n", 1)[0].decode(errors="replace"))
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def fill(self):
+        data = self.sock.recv(65536)
+        if not data:
+            raise OSError("connection closed")
+        self.buf += data
+
+    def take(self, n):
+        while len(self.buf) < n:
+            self.fill()
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def message(self):
+        """The next text message as parsed JSON; raises OSError on a close frame."""
+        while True:
+            b0, b1 = self.take(2)
+            n = b1 & 0x7F
+            if n == 126:
+                n = struct.unpack("!H", self.take(2))[0]
+            elif n == 127:
+                n = struct.unpack("!Q", self.take(8))[0]
+            payload = self.take(n)
+            op = b0 & 0x0F
+            if op == 8:
+                raise OSError("closed by the server: %r" % payload[:64])
+            if op == 1:
+                return json.loads(payload)
+
+    def send(self, obj):
+        data = json.dumps(obj).encode()
+        mask = os.urandom(4)
+        head = bytes([0x81])
+        if len(data) < 126:
+            head += bytes([0x80 | len(data)])
+        else:
+            head += bytes([0x80 | 126]) + struct.pack("!H", len(data))
+        self.sock.sendall(head + mask + bytes(c ^ mask[i % 4] for i, c in enumerate(data)))
+
+    def vote(self, poll_id, key, choice):
+        """(status, vote or error code) for one vote message."""
+        while self.message().get("type") != "hello":
+            pass
+        self.send({"type": "vote", "id": key, "poll_id": poll_id, "choice": [choice]})
+        while True:
+            m = self.message()
+            d = m.get("data") or {}
+            if m.get("type") == "ack" and d.get("id") == key:
+                return (201 if d.get("status") == "accepted" else 200), d.get("vote")
+            if m.get("type") == "error" and d.get("id") == key:
+                return WS_ERROR_STATUS.get(d.get("code"), 400), d.get("code")
+
+
+def ws_request(port, code, poll_id, v):
+    """One attempt of v's vote over a WebSocket: (status, headers, JSON) as
+    Client.request gives them, so send_vote treats both transports alike."""
+    ws = WsVote(port, code, v.token)
+    try:
+        status, ans = ws.vote(poll_id, v.key, v.choice)
+    except ValueError as e:
+        raise OSError("malformed message: %s" % e)
+    finally:
+        ws.close()
+    if status in (200, 201):
+        return status, {}, {"vote": ans}
+    return status, {}, {"error": {"code": ans}}
+
+
 def call(cl, method, path, body=None, token=None, want=(200, 201), deadline_s=30):
     """A setup request, retried while the server is not answering; raises
     RuntimeError with the answer when it is not one of want."""
@@ -156,15 +259,20 @@ class Voter:
         return [(s, v) for s, v in self.answers if s in (200, 201)]
 
 
-def send_vote(cl, poll_id, v, stats_lock, stats, deadline):
+def send_vote(cl, poll_id, v, stats_lock, stats, deadline, ws_code=None):
+    """Sends v's vote until a final answer or the deadline: over cl (HTTP),
+    or over a new WebSocket to session ws_code for each attempt."""
     backoff = BACKOFF_FIRST_S
     while time.monotonic() < deadline:
         v.attempts += 1
         wait = None
         try:
-            status, headers, js = cl.request("POST", "/api/v1/polls/%d/votes" % poll_id,
-                                             {"choice": [v.choice]}, v.token,
-                                             {"Idempotency-Key": v.key})
+            if ws_code is not None:
+                status, headers, js = ws_request(cl.port, ws_code, poll_id, v)
+            else:
+                status, headers, js = cl.request("POST", "/api/v1/polls/%d/votes" % poll_id,
+                                                 {"choice": [v.choice]}, v.token,
+                                                 {"Idempotency-Key": v.key})
         except (OSError, http.client.HTTPException):
             v.conn_errors += 1
             status = None
@@ -337,7 +445,7 @@ class Run:
             raise RuntimeError("joining failed: %s" % (errors[:1] or "timeout"))
         return code, ptok, poll["id"], voters
 
-    def burst(self, poll_id, voters, fault_delay, rng):
+    def burst(self, code, poll_id, voters, fault_delay, rng):
         stats = collections.Counter()
         lock = threading.Lock()
         jobs = queue.Queue()
@@ -354,7 +462,8 @@ class Run:
                         v = jobs.get_nowait()
                     except queue.Empty:
                         return
-                    send_vote(cl, poll_id, v, lock, stats, deadline)
+                    send_vote(cl, poll_id, v, lock, stats, deadline,
+                              code if self.args.transport == "ws" else None)
             finally:
                 cl.close()
 
@@ -530,7 +639,7 @@ class Run:
         if delay is not None and self.args.mode == "pgterm":
             delay /= 4  # terminations run to the end of the burst: start them early
         resolved_before = self.resolved()
-        elapsed, stats = self.burst(poll_id, voters, delay, rng)
+        elapsed, stats = self.burst(code, poll_id, voters, delay, rng)
         if self.args.mode in ("pgstop", "pgterm") and not self.wait_ready():
             raise RuntimeError("tallyd did not become ready again within %d s after PostgreSQL returned" %
                                READY_TIMEOUT_S)
@@ -628,10 +737,10 @@ class Run:
         if resolved:
             extra += ", lost COMMIT answers resolved: %s" % ", ".join("%s %d" % kv for kv in resolved)
         print("%d trials: %d lost, %d duplicated, %d altered, %d unanswered "
-              "(mode %s, %d participants, seed %d, %d acked, %d of them by 200 to a retry, %d retries, "
+              "(mode %s over %s, %d participants, seed %d, %d acked, %d of them by 200 to a retry, %d retries, "
               "%d faults during the burst%s, %.0f s)" %
               (a.trials, self.total["lost"], self.total["duplicated"], self.total["mismatched"],
-               self.total["unanswered"], a.mode, a.participants, a.seed, self.total["acked"],
+               self.total["unanswered"], a.mode, a.transport, a.participants, a.seed, self.total["acked"],
                self.total["acked_by_200"], self.total["retries"], self.total["during"], extra,
                time.monotonic() - t_run), flush=True)
         return 1 if failures else 0
@@ -654,6 +763,7 @@ def main():
     ap.add_argument("--mode", choices=("kill", "pgstop", "pgterm"), required=True)
     ap.add_argument("--participants", type=int, default=300)
     ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--transport", choices=("http", "ws"), default="http")
     a = ap.parse_args()
     if a.trials < 1 or a.participants < 1:
         ap.error("--trials and --participants must be at least 1")
