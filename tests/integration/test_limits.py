@@ -1,0 +1,88 @@
+"""Connection limits as CONTRACT section 4 states them, on a real tallyd:
+beyond --max-connections a new connection gets 503 with Retry-After and is
+closed; a request head not complete within 10 s gets 408 and is closed; the
+connections already open keep being served.
+
+usage: test_limits.py PATH/TO/tallyd
+"""
+import json
+import socket
+import sys
+import time
+import traceback
+
+from tally_harness import Checks, Tally
+
+check = Checks()
+MAX_CONNECTIONS = 3
+HEAD_TIMEOUT_S = 10
+
+
+def answer(sock, timeout):
+    """Everything the server sends until it closes, within timeout seconds:
+    (status, headers dict, parsed JSON body, seconds it took)."""
+    sock.settimeout(timeout)
+    t0 = time.monotonic()
+    data = b""
+    while True:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
+    return int(lines[0].split()[1]), headers, json.loads(body), time.monotonic() - t0
+
+
+def run(tallyd):
+    t = Tally(tallyd, ["--max-connections", str(MAX_CONNECTIONS)])
+    try:
+        t.start()
+        time.sleep(0.5)  # the start's health checks have closed their connections
+        held = [socket.create_connection(("127.0.0.1", t.port)) for _ in range(MAX_CONNECTIONS)]
+        # A new connection is counted once accepted: give the server a moment.
+        time.sleep(0.3)
+        extra = socket.create_connection(("127.0.0.1", t.port))
+        extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        status, headers, body, _ = answer(extra, 5)
+        extra.close()
+        check(status == 503, "a connection beyond --max-connections %d: 503 (got %d)" % (MAX_CONNECTIONS, status))
+        check(int(headers.get("Retry-After", "0")) >= 1, "503 carries Retry-After (%s)" % headers)
+        check((body.get("error") or {}).get("code") == "too_many_connections",
+              "503 says why in the error shape (%s)" % body)
+
+        # One held connection is served; another sends half a head and stops.
+        held[0].sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        held[0].settimeout(5)
+        first = held[0].recv(64)
+        check(first.startswith(b"HTTP/1.1 200"), "a connection under the limit is served (%r)" % first[:20])
+        held[0].close()
+        time.sleep(0.3)  # its slot is free once the server has seen the close
+        t0 = time.monotonic()
+        slow = socket.create_connection(("127.0.0.1", t.port))
+        slow.sendall(b"GET /healthz HTTP/1.1\r\nHo")
+        status, headers, body, _ = answer(slow, HEAD_TIMEOUT_S + 5)
+        took = time.monotonic() - t0
+        slow.close()
+        check(status == 408, "a head not complete within 10 s: 408 (got %d)" % status)
+        check(HEAD_TIMEOUT_S - 0.5 <= took <= HEAD_TIMEOUT_S + 3,
+              "408 about 10 s after the connection opened (%.1f s), then closed" % took)
+        check((body.get("error") or {}).get("code") is not None, "408 in the error shape (%s)" % body)
+        for s in held:
+            s.close()
+    finally:
+        t.cleanup()
+
+
+def main():
+    try:
+        run(sys.argv[1])
+    except Exception:
+        traceback.print_exc()
+        check(False, "the test ran to the end")
+    sys.exit(check.summary())
+
+
+if __name__ == "__main__":
+    main()
