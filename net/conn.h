@@ -111,7 +111,6 @@ struct net_thread {
     struct tlist heartbeat_timers; /* SSE subscribers */
     struct hmap *subs;             /* session id -> first subscriber conn */
     struct __kernel_timespec tick_ts;
-    struct ratelimit *join_limit;
     bool wake_armed;
     unsigned open; /* connections of this thread not yet freed */
     unsigned inflight; /* requests of this thread with the actors */
@@ -155,6 +154,7 @@ struct net_server {
     atomic_bool draining;
     atomic_uint_fast64_t connections;
     atomic_uint_fast64_t inflight;
+    struct ratelimit *join_limit; /* one for every ring: --join-rate is per address */
     struct metric *m_conns, *m_accepts, *m_requests, *m_resp_4xx, *m_resp_5xx;
     struct metric *m_stale_cqes, *m_refused_conns;
     struct metric *m_subscribers, *m_deliveries, *m_slow_closed, *m_coalesced;

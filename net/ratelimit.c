@@ -7,6 +7,7 @@
  */
 #include "net/ratelimit.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -20,6 +21,7 @@ struct rl_entry {
 };
 
 struct ratelimit {
+    pthread_mutex_t lock; /* every ring takes from the same table */
     uint32_t rate;
     uint32_t burst;
     struct rl_entry entries[RATELIMIT_ENTRIES_MAX];
@@ -34,18 +36,21 @@ struct ratelimit *ratelimit_create(uint32_t rate, uint32_t burst)
     struct ratelimit *rl = xcalloc(1, sizeof(*rl));
     rl->rate = rate;
     rl->burst = burst;
+    pthread_mutex_init(&rl->lock, NULL);
     return rl;
 }
 
 void ratelimit_destroy(struct ratelimit *rl)
 {
+    if (rl == NULL)
+        return;
+    pthread_mutex_destroy(&rl->lock);
     free(rl);
 }
 
-bool ratelimit_take(struct ratelimit *rl, const uint8_t addr[16], uint64_t now_ms,
-                    uint32_t *retry_after_s)
+static bool take_locked(struct ratelimit *rl, const uint8_t addr[16], uint64_t now_ms,
+                        uint32_t *retry_after_s)
 {
-    TALLY_ASSERT(rl != NULL);
     uint64_t h = hmap_hash_bytes(addr, 16);
     struct rl_entry *e = &rl->entries[h & (RATELIMIT_ENTRIES_MAX - 1)];
 
@@ -67,4 +72,14 @@ bool ratelimit_take(struct ratelimit *rl, const uint8_t addr[16], uint64_t now_m
     double wait_s = (1.0 - e->tokens) / rl->rate;
     *retry_after_s = (uint32_t)wait_s + 1;
     return false;
+}
+
+bool ratelimit_take(struct ratelimit *rl, const uint8_t addr[16], uint64_t now_ms,
+                    uint32_t *retry_after_s)
+{
+    TALLY_ASSERT(rl != NULL);
+    pthread_mutex_lock(&rl->lock);
+    bool ok = take_locked(rl, addr, now_ms, retry_after_s);
+    pthread_mutex_unlock(&rl->lock);
+    return ok;
 }

@@ -2,11 +2,11 @@
  * ratelimit.h - token buckets keyed by client address, for the join rate
  * (CONTRACT section 4: --join-rate per second per address, burst of 5 s).
  *
- * One table per network thread, no locks: a client's connections may land on
- * several threads, so the effective limit is at most rings x rate; the burst
- * that matters (a stadium behind one NAT address opening many connections)
- * spreads evenly, which keeps the per-address total close to the limit.
- * The table is bounded; the least recently refilled entries are recycled.
+ * One table for the whole server, behind a lock: a client's connections land
+ * on any ring, and the limit is per address, not per ring. Only joins take
+ * it (thousands a second at most, each a short critical section), so the
+ * lock costs nothing next to the join itself. The table is bounded; an entry
+ * is recycled when another address maps to its slot.
  */
 #ifndef TALLY_NET_RATELIMIT_H
 #define TALLY_NET_RATELIMIT_H

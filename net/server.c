@@ -485,7 +485,7 @@ void net__submit(struct net_thread *t, struct conn *c, struct api_req *req, uint
 
 static bool join_allowed(struct net_thread *t, struct conn *c, uint32_t *retry_after_s)
 {
-    return ratelimit_take(t->join_limit, c->addr, t->now_ms, retry_after_s);
+    return ratelimit_take(t->srv->join_limit, c->addr, t->now_ms, retry_after_s);
 }
 
 static void handle_api(struct net_thread *t, struct conn *c, const struct http_req *hr,
@@ -1263,6 +1263,7 @@ struct net_server *net_server_create(const struct config *cfg, struct actors *as
     srv->store = st;
     srv->nthreads = net_rings_needed(cfg);
     srv->threads = xcalloc(srv->nthreads, sizeof(*srv->threads));
+    srv->join_limit = ratelimit_create(cfg->join_rate, cfg->join_rate * 5);
     srv->nworkers = cfg->threads < srv->nthreads ? cfg->threads : srv->nthreads;
     srv->workers = xcalloc(srv->nworkers, sizeof(*srv->workers));
     for (unsigned k = 0; k < srv->nworkers; k++) {
@@ -1320,7 +1321,6 @@ static int thread_prepare(struct net_server *srv, struct net_thread *t, unsigned
     tlist_init(&t->heartbeat_timers, NET_SSE_HEARTBEAT_MS);
     t->subs = hmap_create(64);
     t->pace = pace_create();
-    t->join_limit = ratelimit_create(srv->cfg->join_rate, srv->cfg->join_rate * 5);
     return 0;
 }
 
@@ -1437,7 +1437,6 @@ void net_server_destroy(struct net_server *srv)
         mbox_destroy(t->mbox);
         close(t->wake_fd);
         close(t->listen_fd);
-        ratelimit_destroy(t->join_limit);
         pace_destroy(t->pace);
         hmap_destroy(t->subs);
         free(t->conns);
@@ -1449,6 +1448,7 @@ void net_server_destroy(struct net_server *srv)
     for (unsigned k = 0; k < srv->nworkers; k++)
         free(srv->workers[k].rings);
     free(srv->workers);
+    ratelimit_destroy(srv->join_limit);
     free(srv->threads);
     free(srv);
 }

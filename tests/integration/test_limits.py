@@ -1,7 +1,9 @@
 """Connection limits as CONTRACT section 4 states them, on a real tallyd:
 beyond --max-connections a new connection gets 503 with Retry-After and is
 closed; a request head not complete within 10 s gets 408 and is closed; the
-connections already open keep being served.
+connections already open keep being served. Joins beyond --join-rate (burst
+5 s worth) and more than 10 votes a second from one participant get 429
+with Retry-After.
 
 usage: test_limits.py PATH/TO/tallyd
 """
@@ -16,6 +18,8 @@ from tally_harness import Checks, Tally
 check = Checks()
 MAX_CONNECTIONS = 3
 HEAD_TIMEOUT_S = 10
+JOIN_RATE = 2  # a burst of 10 joins, then 2 a second
+VOTES_PER_S = 10
 
 
 def answer(sock, timeout):
@@ -35,8 +39,44 @@ def answer(sock, timeout):
     return int(lines[0].split()[1]), headers, json.loads(body), time.monotonic() - t0
 
 
+def is_429(r, code):
+    """A 429 with Retry-After and the error code."""
+    try:
+        got = r.json()["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        got = None
+    return r.status == 429 and int(r.headers.get("Retry-After") or 0) >= 1 and got == code
+
+
+def rates(t):
+    s = t.request("POST", "/api/v1/sessions", {"title": "limits"}).json()
+    code, ptok = s["session"]["code"], s["presenter_token"]
+    burst = 5 * JOIN_RATE
+    joins = [t.request("POST", "/api/v1/sessions/%s/participants" % code, {}) for _ in range(burst + 2)]
+    check(all(r.status == 201 for r in joins[:burst]), "a burst of %d joins from one address: 201 each (%s)"
+          % (burst, [r.status for r in joins[:burst]]))
+    check(any(is_429(r, "rate_limited") for r in joins[burst:]),
+          "beyond it: 429 rate_limited with Retry-After (%s)" % [(r.status, r.body[:80]) for r in joins[burst:]])
+    token = joins[0].json()["participant_token"]
+    polls = []
+    for i in range(VOTES_PER_S + 2):
+        p = t.request("POST", "/api/v1/sessions/%s/polls" % code,
+                      {"question": "q%d" % i, "kind": "single", "options": ["a", "b"]}, ptok).json()["poll"]
+        t.request("POST", "/api/v1/polls/%d/open" % p["id"], None, ptok)
+        polls.append(p["id"])
+    t0 = time.monotonic()
+    votes = [t.request("POST", "/api/v1/polls/%d/votes" % pid, {"choice": [0]}, token,
+                       {"Idempotency-Key": "k%d" % pid}) for pid in polls]
+    took = time.monotonic() - t0
+    check(all(r.status == 201 for r in votes[:VOTES_PER_S]), "%d votes at once on %d polls: 201 each (%s)"
+          % (VOTES_PER_S, VOTES_PER_S, [r.status for r in votes[:VOTES_PER_S]]))
+    check(took >= 1 or any(is_429(r, "rate_limited") for r in votes[VOTES_PER_S:]),
+          "more than %d a second: 429 rate_limited with Retry-After (%s in %.2f s)"
+          % (VOTES_PER_S, [(r.status, r.body[:80]) for r in votes[VOTES_PER_S:]], took))
+
+
 def run(tallyd):
-    t = Tally(tallyd, ["--max-connections", str(MAX_CONNECTIONS)])
+    t = Tally(tallyd, ["--max-connections", str(MAX_CONNECTIONS), "--join-rate", str(JOIN_RATE)])
     try:
         t.start()
         time.sleep(0.5)  # the start's health checks have closed their connections
@@ -71,6 +111,8 @@ def run(tallyd):
         check((body.get("error") or {}).get("code") is not None, "408 in the error shape (%s)" % body)
         for s in held:
             s.close()
+        time.sleep(0.3)
+        rates(t)
     finally:
         t.cleanup()
 
