@@ -3,12 +3,16 @@ beyond --max-connections a new connection gets 503 with Retry-After and is
 closed; a request head not complete within 10 s gets 408 and is closed; the
 connections already open keep being served. Joins beyond --join-rate (burst
 5 s worth) and more than 10 votes a second from one participant get 429
-with Retry-After.
+with Retry-After. A WebSocket peer that never answers the pings (every
+20 s) is closed after 60 s of silence.
 
 usage: test_limits.py PATH/TO/tallyd
 """
+import base64
 import json
+import os
 import socket
+import struct
 import sys
 import time
 import traceback
@@ -20,6 +24,8 @@ MAX_CONNECTIONS = 3
 HEAD_TIMEOUT_S = 10
 JOIN_RATE = 2  # a burst of 10 joins, then 2 a second
 VOTES_PER_S = 10
+PING_S = 20
+SILENCE_S = 60
 
 
 def answer(sock, timeout):
@@ -75,6 +81,54 @@ def rates(t):
           % (VOTES_PER_S, [(r.status, r.body[:80]) for r in votes[VOTES_PER_S:]], took))
 
 
+def silent_peer(t):
+    """A WebSocket that reads but never answers: the times of the pings it
+    gets and of the end of the connection."""
+    s = t.request("POST", "/api/v1/sessions", {"title": "silent"}).json()
+    sock = socket.create_connection(("127.0.0.1", t.port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall(("GET /api/v1/sessions/%s/ws?token=%s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+                  "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n"
+                  % (s["session"]["code"], s["presenter_token"], key)).encode())
+    sock.settimeout(SILENCE_S + 30)
+    t0 = time.monotonic()
+    buf = b""
+
+    def take(n):
+        nonlocal buf
+        while len(buf) < n:
+            chunk = sock.recv(65536)
+            if not chunk:
+                raise EOFError
+            buf += chunk
+        out, buf = buf[:n], buf[n:]
+        return out
+
+    pings, closed = [], None
+    try:
+        while b"\r\n\r\n" not in buf:
+            buf += sock.recv(65536) or b""
+        head, buf = buf.split(b"\r\n\r\n", 1)
+        check(head.startswith(b"HTTP/1.1 101"), "the silent peer's WebSocket opens (%r)" % head[:20])
+        while True:
+            b0, b1 = take(2)
+            n = b1 & 0x7F
+            if n == 126:
+                n = struct.unpack("!H", take(2))[0]
+            elif n == 127:
+                n = struct.unpack("!Q", take(8))[0]
+            take(n)
+            if b0 & 0x0F == 9:
+                pings.append(time.monotonic() - t0)
+            elif b0 & 0x0F == 8:
+                closed = time.monotonic() - t0
+    except (EOFError, ConnectionResetError):
+        closed = closed or time.monotonic() - t0
+    finally:
+        sock.close()
+    return pings, closed
+
+
 def run(tallyd):
     t = Tally(tallyd, ["--max-connections", str(MAX_CONNECTIONS), "--join-rate", str(JOIN_RATE)])
     try:
@@ -113,6 +167,11 @@ def run(tallyd):
             s.close()
         time.sleep(0.3)
         rates(t)
+        pings, closed = silent_peer(t)
+        check(len(pings) >= 2 and PING_S - 2 <= pings[0] <= PING_S + 3,
+              "pings every %d s to a silent peer (at %s s)" % (PING_S, ["%.1f" % p for p in pings]))
+        check(closed is not None and SILENCE_S - 2 <= closed <= SILENCE_S + 10,
+              "a peer silent for %d s is closed (after %s s)" % (SILENCE_S, closed and "%.1f" % closed))
     finally:
         t.cleanup()
 
