@@ -5,7 +5,8 @@
 //
 // usage: node tests/e2e/e2e.mjs PATH/TO/tallyd
 // exit 77 (skipped) when /usr/bin/chromium or the node modules are missing.
-// TALLY_E2E_DOCS_IMG=1 also refreshes the user guide's pictures in docs/img/.
+// TALLY_E2E_DOCS_IMG=1 also refreshes the user guide's pictures in docs/img/;
+// TALLY_E2E_KEEP_LOG=FILE keeps a copy of the server's log there.
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -311,6 +312,10 @@ async function main() {
   // Nothing from the sanitizers when tallyd is built with them.
   const log = fs.readFileSync(logPath, 'utf8');
   check(!/runtime error|Sanitizer/.test(log), 'no sanitizer reports in the server log');
+  // An error logged is a broken invariant (a subscription counted twice, an
+  // event dropped), even when the pages did not show it.
+  const errors = log.split('\n').filter((l) => / ERROR /.test(l));
+  check(errors.length === 0, `no errors in the server log (${errors.slice(0, 3).join(' | ')})`);
 }
 
 async function scenario(browser) {
@@ -542,7 +547,8 @@ try {
   }
   await sleep(200);
   pgStop(dataDir);
-  if (failed) console.log(fs.readFileSync(logPath, 'utf8').slice(-3000));
+  if (failed) console.log(fs.readFileSync(logPath, "utf8").slice(-3000));
+  if (process.env.TALLY_E2E_KEEP_LOG) fs.copyFileSync(logPath, process.env.TALLY_E2E_KEEP_LOG);
   fs.rmSync(tmp, { recursive: true, force: true });
   console.log(`${passed} passed, ${failed} failed`);
   process.exit(failed ? 1 : 0);
