@@ -163,6 +163,10 @@ function watch(page, name) {
 /** What a failed wait on live results needs to be understood: what the page
  * last received and what the server says of its streams. */
 async function explain(page, name) {
+  try {
+    const vis = await page.evaluate(() => `${document.visibilityState}, focus ${document.hasFocus()}`);
+    console.log(`  ${name}: page ${vis}; bars ${JSON.stringify(await page.$$eval('.bars .num', (ns) => ns.map((n) => n.textContent)))}`);
+  } catch (e) { console.log(`  ${name}: page state unknown (${e.message})`); }
   console.log(`  ${name}: last frames received (ms clock, newest last):`);
   for (const f of page.frames) console.log(`    ${f}`);
   try {
