@@ -29,7 +29,6 @@ usage: crash_trials.py --tallyd build/bin/tallyd --trials N --mode kill|pgstop|p
                        [--participants 300] [--seed S] [--transport http|ws]
 """
 import argparse
-import base64
 import collections
 import http.client
 import json
@@ -39,18 +38,16 @@ import queue
 import random
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
-import struct
 import threading
 import time
 import uuid
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
-from tally_harness import Tally, pg_bindir  # noqa: E402
+from tally_harness import Tally, WsClient, pg_bindir  # noqa: E402
 
 OPTIONS = ["A", "B", "C", "D"]
 WORKERS_MAX = 64            # concurrent vote senders (keep-alive connections)
@@ -132,88 +129,27 @@ WS_ERROR_STATUS = {"poll_not_open": 409, "already_voted": 409, "rate_limited": 4
                    "storage_unavailable": 503, "busy": 503, "unavailable": 503}
 
 
-class WsVote:
-    """One vote over a fresh WebSocket to the session, as the live page sends
-    it: connect, wait for hello, send the vote, read until its ack or error.
-    Raises OSError when no answer arrived (refused, closed, timed out)."""
-
-    def __init__(self, port, code, token):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=REQUEST_TIMEOUT_S)
-        self.buf = b""
-        key = base64.b64encode(os.urandom(16)).decode()
-        self.sock.sendall(("GET /api/v1/sessions/%s/ws?token=%s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
-                           "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-                           "Sec-WebSocket-Version: 13\r\n\r\n" % (code, token, port, key)).encode())
-        while b"\r\n\r\n" not in self.buf:
-            self.fill()
-        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
-        if not head.startswith(b"HTTP/1.1 101"):
-            raise OSError("upgrade refused: %s" % head.split(b"\r\n", 1)[0].decode(errors="replace"))
-
-    def close(self):
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def fill(self):
-        data = self.sock.recv(65536)
-        if not data:
-            raise OSError("connection closed")
-        self.buf += data
-
-    def take(self, n):
-        while len(self.buf) < n:
-            self.fill()
-        out, self.buf = self.buf[:n], self.buf[n:]
-        return out
-
-    def message(self):
-        """The next text message as parsed JSON; raises OSError on a close frame."""
-        while True:
-            b0, b1 = self.take(2)
-            n = b1 & 0x7F
-            if n == 126:
-                n = struct.unpack("!H", self.take(2))[0]
-            elif n == 127:
-                n = struct.unpack("!Q", self.take(8))[0]
-            payload = self.take(n)
-            op = b0 & 0x0F
-            if op == 8:
-                raise OSError("closed by the server: %r" % payload[:64])
-            if op == 1:
-                return json.loads(payload)
-
-    def send(self, obj):
-        data = json.dumps(obj).encode()
-        mask = os.urandom(4)
-        head = bytes([0x81])
-        if len(data) < 126:
-            head += bytes([0x80 | len(data)])
-        else:
-            head += bytes([0x80 | 126]) + struct.pack("!H", len(data))
-        self.sock.sendall(head + mask + bytes(c ^ mask[i % 4] for i, c in enumerate(data)))
-
-    def vote(self, poll_id, key, choice):
-        """(status, vote or error code) for one vote message."""
-        while self.message().get("type") != "hello":
-            pass
-        self.send({"type": "vote", "id": key, "poll_id": poll_id, "choice": [choice]})
-        while True:
-            m = self.message()
-            d = m.get("data") or {}
-            if m.get("type") == "ack" and d.get("id") == key:
-                return (201 if d.get("status") == "accepted" else 200), d.get("vote")
-            if m.get("type") == "error" and d.get("id") == key:
-                return WS_ERROR_STATUS.get(d.get("code"), 400), d.get("code")
+def ws_vote(ws, poll_id, key, choice):
+    """(status, vote or error code) for one vote message on a fresh socket, as
+    the live page sends it: after hello, then read until its ack or error."""
+    while ws.message().get("type") != "hello":
+        pass
+    ws.send({"type": "vote", "id": key, "poll_id": poll_id, "choice": [choice]})
+    while True:
+        m = ws.message()
+        d = m.get("data") or {}
+        if m.get("type") == "ack" and d.get("id") == key:
+            return (201 if d.get("status") == "accepted" else 200), d.get("vote")
+        if m.get("type") == "error" and d.get("id") == key:
+            return WS_ERROR_STATUS.get(d.get("code"), 400), d.get("code")
 
 
 def ws_request(port, code, poll_id, v):
     """One attempt of v's vote over a WebSocket: (status, headers, JSON) as
     Client.request gives them, so send_vote treats both transports alike."""
-    ws = WsVote(port, code, v.token)
+    ws = WsClient(port, code, v.token, timeout=REQUEST_TIMEOUT_S)
     try:
-        status, ans = ws.vote(poll_id, v.key, v.choice)
+        status, ans = ws_vote(ws, poll_id, v.key, v.choice)
     except ValueError as e:
         raise OSError("malformed message: %s" % e)
     finally:

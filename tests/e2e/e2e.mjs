@@ -148,15 +148,15 @@ function watch(page, name) {
     }
   });
   page.wsUrls = [];
-  page.frames = []; // the last stream messages this page received, for a failure's report
+  page.wsLog = []; // (not page.frames, which is Playwright's) the last stream messages this page received, for a failure's report
   page.on('websocket', (ws) => {
     page.wsUrls.push(ws.url());
     ws.on('framereceived', (f) => {
       const text = String(f.payload);
-      page.frames.push(`${Date.now() % 100000} ${text.length > 160 ? text.slice(0, 160) + '...' : text}`);
-      if (page.frames.length > 12) page.frames.shift();
+      page.wsLog.push(`${Date.now() % 100000} ${text.length > 160 ? text.slice(0, 160) + '...' : text}`);
+      if (page.wsLog.length > 12) page.wsLog.shift();
     });
-    ws.on('close', () => page.frames.push(`${Date.now() % 100000} (socket closed)`));
+    ws.on('close', () => page.wsLog.push(`${Date.now() % 100000} (socket closed)`));
   });
 }
 
@@ -168,7 +168,7 @@ async function explain(page, name) {
     console.log(`  ${name}: page ${vis}; bars ${JSON.stringify(await page.$$eval('.bars .num', (ns) => ns.map((n) => n.textContent)))}`);
   } catch (e) { console.log(`  ${name}: page state unknown (${e.message})`); }
   console.log(`  ${name}: last frames received (ms clock, newest last):`);
-  for (const f of page.frames) console.log(`    ${f}`);
+  for (const f of page.wsLog) console.log(`    ${f}`);
   try {
     const text = await (await fetch(base + '/metrics')).text();
     const keep = /^tally_(stream|results_hold|subscribers|net_recv_starved)/;

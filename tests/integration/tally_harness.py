@@ -1,17 +1,23 @@
-"""Starts tallyd on a private embedded PostgreSQL and talks HTTP to it.
+"""Starts tallyd on a private embedded PostgreSQL and talks HTTP and
+WebSocket to it.
 
-Used by the integration tests; every test gets a fresh data directory under
-/tmp and a free port, and the cluster is stopped whatever happens.
+Used by the integration tests and tools/crash_trials.py; every test gets a
+fresh data directory under /tmp and a free port, and the cluster is stopped
+whatever happens.
 """
+import base64
 import glob
 import json
 import os
 import shutil
 import signal
 import socket
+import struct
 import subprocess
+import sys
 import tempfile
 import time
+import traceback
 import urllib.error
 import urllib.request
 
@@ -46,6 +52,93 @@ class Checks:
         """Prints the counts; returns the exit status (0 when all passed)."""
         print("%d passed, %d failed" % (self.passed, self.failed))
         return 1 if self.failed else 0
+
+    def main(self, run):
+        """Runs run(the tallyd path given as the first argument); an exception
+        is one more failed check. Exits with the summary's status."""
+        try:
+            run(sys.argv[1])
+        except Exception:
+            traceback.print_exc()
+            self(False, "the test ran to the end")
+        sys.exit(self.summary())
+
+
+def ws_frame(op, payload, mask=True, fin=True):
+    """One WebSocket frame; a client's is masked (mask=False builds a bad one)."""
+    b0 = (0x80 if fin else 0) | op
+    n = len(payload)
+    hdr = bytes([b0])
+    mbit = 0x80 if mask else 0
+    if n < 126:
+        hdr += bytes([mbit | n])
+    elif n < 65536:
+        hdr += bytes([mbit | 126]) + n.to_bytes(2, "big")
+    else:
+        hdr += bytes([mbit | 127]) + n.to_bytes(8, "big")
+    if not mask:
+        return hdr + payload
+    m = os.urandom(4)
+    return hdr + m + bytes(c ^ m[i % 4] for i, c in enumerate(payload))
+
+
+class WsClient:
+    """A WebSocket to a session's stream (token in the query). Raises OSError
+    when the upgrade is refused, the connection ends or a read times out."""
+
+    def __init__(self, port, code, token, timeout=10):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.buf = b""
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall(("GET /api/v1/sessions/%s/ws?token=%s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                           "Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+                           "Sec-WebSocket-Version: 13\r\n\r\n" % (code, token, port, key)).encode())
+        while b"\r\n\r\n" not in self.buf:
+            self._fill()
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        if not head.startswith(b"HTTP/1.1 101"):
+            self.close()
+            raise OSError("upgrade refused: %s" % head.split(b"\r\n", 1)[0].decode(errors="replace"))
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def _fill(self):
+        data = self.sock.recv(65536)
+        if not data:
+            raise OSError("connection closed")
+        self.buf += data
+
+    def _take(self, n):
+        while len(self.buf) < n:
+            self._fill()
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def frame(self):
+        """The next frame from the server: (opcode, payload)."""
+        b0, b1 = self._take(2)
+        n = b1 & 0x7F
+        if n == 126:
+            n = struct.unpack("!H", self._take(2))[0]
+        elif n == 127:
+            n = struct.unpack("!Q", self._take(8))[0]
+        return b0 & 0x0F, self._take(n)
+
+    def message(self):
+        """The next text message, parsed; raises OSError on a close frame."""
+        while True:
+            op, payload = self.frame()
+            if op == 8:
+                raise OSError("closed by the server: %r" % payload[:64])
+            if op == 1:
+                return json.loads(payload)
+
+    def send(self, obj):
+        self.sock.sendall(ws_frame(1, json.dumps(obj).encode()))
 
 
 class Response:

@@ -15,7 +15,7 @@ import time
 import traceback
 import uuid
 
-from tally_harness import Checks, Tally
+from tally_harness import Checks, Tally, ws_frame
 
 check = Checks()
 
@@ -266,23 +266,6 @@ def ws_open(t, code, token):
         data += s.recv(4096)
     head, _, rest = data.partition(b"\r\n\r\n")
     return s, head, rest
-
-
-def ws_frame(op, payload, mask=True, fin=True):
-    b0 = (0x80 if fin else 0) | op
-    n = len(payload)
-    hdr = bytes([b0])
-    mbit = 0x80 if mask else 0
-    if n < 126:
-        hdr += bytes([mbit | n])
-    elif n < 65536:
-        hdr += bytes([mbit | 126]) + n.to_bytes(2, "big")
-    else:
-        hdr += bytes([mbit | 127]) + n.to_bytes(8, "big")
-    if not mask:
-        return hdr + payload
-    m = os.urandom(4)
-    return hdr + m + bytes(c ^ m[i % 4] for i, c in enumerate(payload))
 
 
 def ws_close_code(s, rest):

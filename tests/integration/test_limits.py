@@ -8,16 +8,11 @@ with Retry-After. A WebSocket peer that never answers the pings (every
 
 usage: test_limits.py PATH/TO/tallyd
 """
-import base64
 import json
-import os
 import socket
-import struct
-import sys
 import time
-import traceback
 
-from tally_harness import Checks, Tally
+from tally_harness import Checks, Tally, WsClient
 
 check = Checks()
 MAX_CONNECTIONS = 3
@@ -85,47 +80,20 @@ def silent_peer(t):
     """A WebSocket that reads but never answers: the times of the pings it
     gets and of the end of the connection."""
     s = t.request("POST", "/api/v1/sessions", {"title": "silent"}).json()
-    sock = socket.create_connection(("127.0.0.1", t.port))
-    key = base64.b64encode(os.urandom(16)).decode()
-    sock.sendall(("GET /api/v1/sessions/%s/ws?token=%s HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
-                  "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\nSec-WebSocket-Version: 13\r\n\r\n"
-                  % (s["session"]["code"], s["presenter_token"], key)).encode())
-    sock.settimeout(SILENCE_S + 30)
+    ws = WsClient(t.port, s["session"]["code"], s["presenter_token"], timeout=SILENCE_S + 30)
     t0 = time.monotonic()
-    buf = b""
-
-    def take(n):
-        nonlocal buf
-        while len(buf) < n:
-            chunk = sock.recv(65536)
-            if not chunk:
-                raise EOFError
-            buf += chunk
-        out, buf = buf[:n], buf[n:]
-        return out
-
     pings, closed = [], None
     try:
-        while b"\r\n\r\n" not in buf:
-            buf += sock.recv(65536) or b""
-        head, buf = buf.split(b"\r\n\r\n", 1)
-        check(head.startswith(b"HTTP/1.1 101"), "the silent peer's WebSocket opens (%r)" % head[:20])
-        while True:
-            b0, b1 = take(2)
-            n = b1 & 0x7F
-            if n == 126:
-                n = struct.unpack("!H", take(2))[0]
-            elif n == 127:
-                n = struct.unpack("!Q", take(8))[0]
-            take(n)
-            if b0 & 0x0F == 9:
+        while closed is None:
+            op, _ = ws.frame()
+            if op == 9:
                 pings.append(time.monotonic() - t0)
-            elif b0 & 0x0F == 8:
+            elif op == 8:
                 closed = time.monotonic() - t0
-    except (EOFError, ConnectionResetError):
-        closed = closed or time.monotonic() - t0
+    except OSError:  # the connection ended without a close frame
+        closed = time.monotonic() - t0
     finally:
-        sock.close()
+        ws.close()
     return pings, closed
 
 
@@ -176,14 +144,5 @@ def run(tallyd):
         t.cleanup()
 
 
-def main():
-    try:
-        run(sys.argv[1])
-    except Exception:
-        traceback.print_exc()
-        check(False, "the test ran to the end")
-    sys.exit(check.summary())
-
-
 if __name__ == "__main__":
-    main()
+    check.main(run)

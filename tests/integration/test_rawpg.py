@@ -8,8 +8,6 @@ usage: test_rawpg.py PATH/TO/tallyd   (tally-stress is taken from the same direc
 import os
 import re
 import subprocess
-import sys
-import traceback
 
 from tally_harness import Checks, Tally, pg_bindir
 
@@ -71,14 +69,5 @@ def run(tallyd):
         t.cleanup()
 
 
-def main():
-    try:
-        run(sys.argv[1])
-    except Exception:
-        traceback.print_exc()
-        check(False, "the test ran to the end")
-    sys.exit(check.summary())
-
-
 if __name__ == "__main__":
-    main()
+    check.main(run)
